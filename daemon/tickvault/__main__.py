@@ -1,0 +1,5 @@
+import sys
+
+from tickvault.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""Builds the daemon's components, owns its tasks and signals, and closes them in order.
+
+Shutdown: SIGTERM or SIGINT sets `stop`; the pipeline stops reading, flushes and
+acknowledges what it holds. If that takes longer than `run.drain_grace_s` (PostgreSQL down,
+say) the pipeline is cancelled: unacknowledged messages stay pending in the source and are
+redelivered on the next start, so nothing is lost, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from tickvault import metrics
+from tickvault.codecs import CODECS
+from tickvault.pipeline import Pipeline, PipelineConfig, Route
+from tickvault.settings import Settings
+from tickvault.sources import Source
+from tickvault.sources.redis_streams import RedisStreamsSource
+from tickvault.store import Store, migrate
+
+log = logging.getLogger(__name__)
+
+
+def build_source(settings: Settings) -> Source:
+    return RedisStreamsSource(settings.redis, list(settings.source.topics))
+
+
+def build_routes(settings: Settings) -> dict[str, Route]:
+    return {
+        name: Route(None if t.kind == "mixed" else t.kind, CODECS[t.codec])
+        for name, t in settings.source.topics.items()
+    }
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        max_rows=settings.batch.max_rows,
+        max_age_s=settings.batch.max_age_s,
+        max_backlog_rows=settings.batch.max_backlog_rows,
+        read_count=settings.redis.read_count,
+        read_timeout_s=settings.redis.block_ms / 1000,
+        max_message_bytes=settings.source.max_message_bytes,
+        retry_max_backoff_s=settings.postgres.retry_max_backoff_s,
+    )
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.info("%s received again; still draining", signal.Signals(signum).name)
+            return
+        log.info("%s received; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def _maintain_partitions(store: Store, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await store.ensure_partitions_ahead()
+        except Exception as exc:
+            log.warning("partition maintenance failed (%s); next try in %.0fs", exc, interval_s)
+
+
+async def run(
+    settings: Settings, stop: asyncio.Event | None = None, health: metrics.Health | None = None
+) -> int:
+    """Run the daemon until `stop` (or a signal); returns the process exit code."""
+    stop = stop or asyncio.Event()
+    _install_signals(stop)
+    health = health or metrics.Health()
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.metrics.enabled:
+            stack.enter_context(metrics.serve(settings.metrics, health))
+        if settings.postgres.migrate_on_start:
+            await migrate.upgrade(settings.postgres)
+        store = await stack.enter_async_context(Store(settings.postgres, writer=True))
+        source = await stack.enter_async_context(build_source(settings))
+        pipeline = Pipeline(source, store, build_routes(settings), pipeline_config(settings), health)
+        maintenance = asyncio.create_task(
+            _maintain_partitions(store, settings.run.partition_check_interval_s)
+        )
+        stack.callback(maintenance.cancel)
+        return await _supervise(pipeline, stop, settings.run.drain_grace_s, health)
+    return 1  # pragma: no cover - the exit stack re-raises
+
+
+async def _supervise(pipeline: Pipeline, stop: asyncio.Event, grace_s: float, health: metrics.Health) -> int:
+    task = asyncio.create_task(pipeline.run(stop), name="pipeline")
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    health.set(False, "stopping")
+    if not task.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace_s)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            log.error(
+                "drain did not finish within %.0fs; %d messages stay pending and will be redelivered",
+                grace_s,
+                pipeline.backlog.size,
+            )
+            return 1
+    if task.exception() is not None:
+        log.error("pipeline failed: %s", task.exception())
+        return 1
+    stop.set()
+    log.info("stopped cleanly")
+    return 0

@@ -1,0 +1,192 @@
+"""argv → Settings → logging → asyncio.run(...). No pipeline logic lives here.
+
+Every command takes `--config FILE`; every option can also come from `TICKVAULT_*`
+environment variables. Errors print one line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from tickvault import app
+from tickvault.errors import TickvaultError
+from tickvault.records import EXAMPLES, json_schemas
+from tickvault.settings import Settings, load_settings
+from tickvault.sources.redis_streams import connect as redis_connect
+from tickvault.store import Store, migrate
+
+log = logging.getLogger("tickvault")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log.json_format:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.Formatter.converter = time.gmtime
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log.level)
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    return await app.run(settings)
+
+
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.downgrade:
+        await migrate.downgrade(settings.postgres, args.downgrade)
+    else:
+        await migrate.upgrade(settings.postgres, args.revision)
+    print(f"schema {settings.postgres.schema_name}: {args.downgrade or args.revision}")
+    return 0
+
+
+async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    pg = settings.postgres.model_copy(update={"connect_retries": 0})
+    try:
+        async with Store(pg) as store:
+            current, found, head = await store.migrations_current()
+    except TickvaultError as exc:
+        print(f"unhealthy: postgres unreachable: {exc}")
+        return 1
+    if not current:
+        print(f"unhealthy: schema {pg.schema_name} is at migration {found or 'none'}, expected {head}")
+        return 1
+    redis = redis_connect(settings.redis)
+    try:
+        await redis.ping()
+    except Exception as exc:
+        print(f"unhealthy: redis unreachable: {type(exc).__name__}")
+        return 1
+    finally:
+        await redis.aclose()
+    print(f"healthy: postgres schema {pg.schema_name} at {head}, redis source reachable")
+    return 0
+
+
+async def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    async with Store(settings.postgres) as store:
+        rows = await store.dead_letters(include_replayed=args.all, limit=args.limit)
+    for row in rows:
+        d = row.letter
+        if args.json:
+            print(json.dumps({
+                "id": row.id, "received_at": row.received_at.isoformat(), "source": d.source,
+                "stream": d.stream, "entry_id": d.entry_id, "kind": d.kind, "category": d.category,
+                "reason": d.reason, "payload": d.payload.decode("utf-8", errors="replace"),
+                "replayed_at": row.replayed_at.isoformat() if row.replayed_at else None,
+            }))  # fmt: skip
+        else:
+            replayed = " (replayed)" if row.replayed_at else ""
+            print(
+                f"{row.id}\t{row.received_at:%Y-%m-%dT%H:%M:%SZ}\t{d.stream}\t{d.entry_id}\t"
+                f"{d.category}\t{d.reason[:200]}\t{len(d.payload)} bytes{replayed}"
+            )
+    if not args.json:
+        print(f"{len(rows)} dead letters", file=sys.stderr)
+    return 0
+
+
+async def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        raise TickvaultError("name dead letters with --id, or pass --all")
+    async with Store(settings.postgres) as store:
+        rows = await store.dead_letters(ids=args.ids or (), limit=args.limit)
+        rows = [r for r in rows if r.letter.source == "redis"]
+        redis = redis_connect(settings.redis)
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for row in rows:
+                    pipe.xadd(row.letter.stream, {"data": row.letter.payload})
+                await pipe.execute()
+        finally:
+            await redis.aclose()
+        await store.mark_replayed([r.id for r in rows])
+    print(f"replayed {len(rows)} dead letters")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    (out / "examples").mkdir(parents=True, exist_ok=True)
+    for kind, schema in json_schemas().items():
+        (out / f"{kind}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
+        (out / "examples" / f"{kind}.json").write_text(json.dumps(EXAMPLES[kind], indent=2) + "\n")
+    print(f"wrote {len(EXAMPLES)} schemas and examples to {out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML config file (env TICKVAULT_* overrides it)")
+    parser = argparse.ArgumentParser(prog="tickvault", description="Storage daemon for trading systems.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", parents=[common], help="run the ingest daemon until SIGTERM/SIGINT")
+    run.set_defaults(handler=cmd_run)
+    mig = sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
+    mig.add_argument("--revision", default="head", help="target revision (default: head)")
+    mig.add_argument("--downgrade", metavar="REV", help="downgrade to REV instead (e.g. base)")
+    mig.set_defaults(handler=cmd_migrate)
+    check = sub.add_parser("check", parents=[common], help="exit 0 if healthy, else 1 with the reason")
+    check.set_defaults(handler=cmd_check)
+    dlq = sub.add_parser("dlq", help="inspect and replay dead letters").add_subparsers(
+        dest="dlq_command", required=True, metavar="ACTION"
+    )
+    lst = dlq.add_parser("list", parents=[common], help="list dead letters (not yet replayed)")
+    lst.add_argument("--all", action="store_true", help="include replayed ones")
+    lst.add_argument("--limit", type=int, default=100)
+    lst.add_argument("--json", action="store_true", help="one JSON object per line, with payloads")
+    lst.set_defaults(handler=cmd_dlq_list)
+    rep = dlq.add_parser("replay", parents=[common], help="re-publish dead letters to their stream")
+    rep.add_argument("--id", dest="ids", type=int, action="append", help="dead letter id (repeatable)")
+    rep.add_argument("--all", action="store_true", help="every dead letter not yet replayed")
+    rep.add_argument("--limit", type=int, default=10_000)
+    rep.set_defaults(handler=cmd_dlq_replay)
+    sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
+    sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
+    sch.set_defaults(handler=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "schemas":
+            return cmd_schemas(args)
+        settings = load_settings(args.config)
+        setup_logging(settings)
+        handler: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
+        return asyncio.run(handler(settings, args))
+    except TickvaultError as exc:
+        print(f"tickvault: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

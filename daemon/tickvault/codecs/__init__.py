@@ -1,0 +1,18 @@
+"""Codecs turn one message payload (bytes) into records. No I/O.
+
+A codec raises `RecordError` with a human-readable reason when the payload cannot be
+decoded or validated; the pipeline turns that into a dead letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from tickvault.codecs import native
+from tickvault.records import Record
+
+Codec = Callable[[bytes, str | None], Record]
+CODECS: Final[dict[str, Codec]] = {"native": native.decode}
+
+__all__ = ["CODECS", "Codec"]

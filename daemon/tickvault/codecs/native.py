@@ -1,0 +1,64 @@
+"""The native codec: one JSON object per message, as described in DESIGN.md.
+
+JSON numbers are parsed as `Decimal` (never float) so quantities round-trip exactly;
+NaN and Infinity literals are refused at parse time.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from tickvault.errors import RecordError
+from tickvault.records import KINDS, RECORD_TYPES, Record
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def parse_json(payload: bytes) -> Any:
+    """Parse JSON bytes exactly: UTF-8 only, numbers as Decimal, no NaN/Infinity."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(
+            f"payload is not valid UTF-8 ({exc.reason} at byte {exc.start})", "not_utf8"
+        ) from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise RecordError(f"invalid JSON: {exc}", "invalid_json") from None
+
+
+def validation_reason(exc: ValidationError) -> str:
+    """One line naming each failing field and why, without echoing the input."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(p) for p in error["loc"]) or "message"
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def to_record(obj: Any, default_kind: str | None) -> Record:
+    """Validate one decoded JSON value as the record its `kind` (or the topic's kind) names."""
+    if not isinstance(obj, dict):
+        raise RecordError(f"message is a JSON {type(obj).__name__}, not an object", "not_object")
+    kind = obj.get("kind", default_kind)
+    if kind is None:
+        raise RecordError("message has no 'kind' and its topic has no kind configured", "unknown_kind")
+    record_type = RECORD_TYPES.get(kind) if isinstance(kind, str) else None
+    if record_type is None:
+        raise RecordError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})", "unknown_kind")
+    try:
+        return record_type.model_validate(obj)
+    except ValidationError as exc:
+        raise RecordError(f"invalid {kind}: {validation_reason(exc)}", "invalid") from None
+
+
+def decode(payload: bytes, default_kind: str | None) -> Record:
+    return to_record(parse_json(payload), default_kind)

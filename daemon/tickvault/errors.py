@@ -1,0 +1,53 @@
+"""Errors raised by tickvault.
+
+    TickvaultError
+    ├── ConfigError          settings are invalid or incomplete (never retried)
+    ├── RecordError          a message is not a valid record; `reason` says why, `category`
+    │                        is a short label for metrics (invalid_json, invalid, ...)
+    ├── StoreError           PostgreSQL failed
+    │   ├── StoreUnavailable     connection lost or server not accepting work (retriable)
+    │   └── RowRejected          the database refused a row's values (not retriable)
+    └── SourceError          the message source failed
+        └── SourceUnavailable    connection lost (retriable)
+
+`retriable` is True on the errors that a later attempt of the same operation may cure.
+Driver exceptions (asyncpg, redis) are translated into these at the module that talks to
+the driver; nothing above that layer imports a driver.
+"""
+
+from __future__ import annotations
+
+
+class TickvaultError(Exception):
+    retriable = False
+
+
+class ConfigError(TickvaultError):
+    pass
+
+
+class RecordError(TickvaultError):
+    def __init__(self, reason: str, category: str = "invalid") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.category = category
+
+
+class StoreError(TickvaultError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    retriable = True
+
+
+class RowRejected(StoreError):
+    pass
+
+
+class SourceError(TickvaultError):
+    pass
+
+
+class SourceUnavailable(SourceError):
+    retriable = True

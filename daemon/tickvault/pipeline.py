@@ -1,0 +1,288 @@
+"""decode → validate → route → batch → write → ack. Imports no driver.
+
+One reader task pulls messages from the source while the backlog has room, decodes each
+into a record (or a dead letter) and appends it to its kind's batch. One flusher task per
+kind (and one for dead letters) writes a batch when it reaches `max_rows` or `max_age_s`,
+retrying while PostgreSQL is unavailable, writes rows the database refused to
+dead_letters, and only then acknowledges the batch's messages to the source.
+
+The backlog counts messages read but not yet acknowledged; when it reaches
+`max_backlog_rows` the reader stops reading, so memory stays bounded and the broker keeps
+the rest. On stop, the reader stops first, then every flusher writes and acknowledges what
+it holds and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from tickvault import metrics
+from tickvault.codecs import Codec
+from tickvault.errors import RecordError, StoreUnavailable
+from tickvault.records import KINDS, Record
+from tickvault.sources import Message, Source
+from tickvault.store import DeadLetter, Store
+
+log = logging.getLogger(__name__)
+DEAD: Final = "dead_letter"
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str | None  # the kind messages on this topic default to; None: each message says
+    codec: Codec
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    max_rows: int = 5000
+    max_age_s: float = 0.2
+    max_backlog_rows: int = 100_000
+    read_count: int = 1000
+    read_timeout_s: float = 0.2
+    max_message_bytes: int = 1_048_576
+    retry_max_backoff_s: float = 5.0
+
+
+@dataclass
+class _Batch:
+    items: list[Any] = field(default_factory=list)  # records, or DeadLetters for DEAD
+    messages: list[Message] = field(default_factory=list)
+    first_added_s: float = 0.0
+
+
+class Batcher:
+    """Per-kind batches that are ready when full or old enough. Pure; no I/O."""
+
+    def __init__(self, max_rows: int, max_age_s: float) -> None:
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self._batches: dict[str, _Batch] = {}
+
+    def add(self, key: str, item: Any, message: Message, now_s: float) -> bool:
+        """Append an item; True when that makes the batch full."""
+        batch = self._batches.setdefault(key, _Batch())
+        if not batch.items:
+            batch.first_added_s = now_s
+        batch.items.append(item)
+        batch.messages.append(message)
+        return len(batch.items) >= self.max_rows
+
+    def size(self, key: str) -> int:
+        batch = self._batches.get(key)
+        return len(batch.items) if batch else 0
+
+    def deadline_s(self, key: str) -> float | None:
+        batch = self._batches.get(key)
+        return batch.first_added_s + self.max_age_s if batch and batch.items else None
+
+    def ready(self, key: str, now_s: float, force: bool = False) -> bool:
+        size = self.size(key)
+        deadline = self.deadline_s(key)
+        return size >= self.max_rows or (size > 0 and (force or (deadline is not None and now_s >= deadline)))
+
+    def take(self, key: str) -> tuple[list[Any], list[Message]]:
+        """Remove and return up to `max_rows` items and their messages, oldest first."""
+        batch = self._batches.get(key)
+        if batch is None:
+            return [], []
+        items, messages = batch.items[: self.max_rows], batch.messages[: self.max_rows]
+        del batch.items[: self.max_rows], batch.messages[: self.max_rows]
+        return items, messages  # a remainder keeps the older start time, so it flushes no later
+
+
+class Backlog:
+    """Counts messages read but not acknowledged; readers wait while it is full."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def add(self, n: int) -> None:
+        self.size += n
+        metrics.BACKLOG_ROWS.set(self.size)
+        if self.size >= self.limit:
+            self._room.clear()
+
+    def release(self, n: int) -> None:
+        self.size -= n
+        metrics.BACKLOG_ROWS.set(self.size)
+        if self.size < self.limit:
+            self._room.set()
+
+    async def wait_for_room(self, stop: asyncio.Event) -> None:
+        if self._room.is_set():
+            return
+        waiters = {asyncio.ensure_future(self._room.wait()), asyncio.ensure_future(stop.wait())}
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+
+
+class Pipeline:
+    def __init__(
+        self,
+        source: Source,
+        store: Store,
+        routes: Mapping[str, Route],
+        config: PipelineConfig,
+        health: metrics.Health | None = None,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.routes = routes
+        self.config = config
+        self.health = health or metrics.Health()
+        self.batcher = Batcher(config.max_rows, config.max_age_s)
+        self.backlog = Backlog(config.max_backlog_rows)
+        self._wake = {key: asyncio.Event() for key in (*KINDS, DEAD)}
+        self._draining = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then flush and acknowledge everything read."""
+        flushers = [asyncio.create_task(self._flush_loop(key), name=f"flush-{key}") for key in self._wake]
+        try:
+            await self._read_loop(stop)
+        finally:
+            self._draining = True
+            for event in self._wake.values():
+                event.set()
+            log.info("draining %d unacknowledged messages", self.backlog.size)
+            results = await asyncio.gather(*flushers, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                    raise result
+        log.info("pipeline drained")
+
+    async def _read_loop(self, stop: asyncio.Event) -> None:
+        self.health.set(True)
+        while not stop.is_set():
+            await self.backlog.wait_for_room(stop)
+            if stop.is_set():
+                break
+            room = max(1, min(self.config.read_count, self.backlog.limit - self.backlog.size))
+            messages = await self.source.read(room, self.config.read_timeout_s)
+            if messages:
+                self.backlog.add(len(messages))
+                now_s = time.monotonic()
+                for message in messages:
+                    self._route(message, now_s)
+
+    def _route(self, message: Message, now_s: float) -> None:
+        route = self.routes.get(message.topic)
+        label = (route.kind if route else None) or "mixed"
+        metrics.MESSAGES_CONSUMED.labels(label).inc()
+        try:
+            record = self._decode(message, route)
+        except RecordError as exc:
+            metrics.MESSAGES_REJECTED.labels(label, exc.category).inc()
+            letter = DeadLetter(
+                message.source, message.topic, message.entry_id, route.kind if route else None,
+                exc.category, exc.reason, message.payload or b"",
+            )  # fmt: skip
+            self._add(DEAD, letter, message, now_s)
+            return
+        metrics.MESSAGES_ACCEPTED.labels(record.KIND).inc()
+        self._add(record.KIND, record, message, now_s)
+
+    def _decode(self, message: Message, route: Route | None) -> Record:
+        if message.error is not None:
+            raise RecordError(message.error, "malformed_entry")
+        payload = message.payload or b""
+        if route is None:
+            raise RecordError(f"no route for topic {message.topic!r}", "unknown_topic")
+        if len(payload) > self.config.max_message_bytes:
+            raise RecordError(
+                f"message of {len(payload)} bytes exceeds the {self.config.max_message_bytes}-byte limit",
+                "too_large",
+            )
+        return route.codec(payload, route.kind)
+
+    def _add(self, key: str, item: Any, message: Message, now_s: float) -> None:
+        was_empty = self.batcher.size(key) == 0
+        if self.batcher.add(key, item, message, now_s) or was_empty:
+            self._wake[key].set()
+
+    async def _flush_loop(self, key: str) -> None:
+        wake = self._wake[key]
+        while True:
+            now_s = time.monotonic()
+            if self.batcher.ready(key, now_s, force=self._draining):
+                items, messages = self.batcher.take(key)
+                await self._flush(key, items, messages)
+                continue
+            if self._draining:
+                return
+            deadline = self.batcher.deadline_s(key)
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), None if deadline is None else max(0.0, deadline - now_s))
+
+    async def _flush(self, key: str, items: list[Any], messages: list[Message]) -> None:
+        started_s = time.monotonic()
+        if key == DEAD:
+            await self._write_dead_letters(items)
+        else:
+            await self._write_records(key, items, messages)
+        await self.source.ack(messages)
+        self.backlog.release(len(messages))
+        metrics.FLUSH_SECONDS.labels(key).observe(time.monotonic() - started_s)
+        metrics.BATCH_ROWS.labels(key).observe(len(items))
+
+    async def _write_records(self, kind: str, records: list[Record], messages: list[Message]) -> None:
+        result = await self._retrying(f"{len(records)} {kind} rows", lambda: self.store.write(kind, records))
+        for table, n in result.written.items():
+            metrics.ROWS_WRITTEN.labels(table).inc(n)
+        if result.rejected:
+            letters = []
+            for index, reason in result.rejected:
+                m = messages[index]
+                letters.append(
+                    DeadLetter(m.source, m.topic, m.entry_id, kind, "db_rejected", reason, m.payload or b"")
+                )
+                metrics.MESSAGES_REJECTED.labels(kind, "db_rejected").inc()
+            log.warning(
+                "database refused %d of %d %s rows; sent to dead_letters", len(letters), len(records), kind
+            )
+            await self._write_dead_letters(letters)
+
+    async def _write_dead_letters(self, letters: list[DeadLetter]) -> None:
+        await self._retrying(f"{len(letters)} dead letters", lambda: self.store.write_dead_letters(letters))
+        for letter in letters:
+            metrics.DEAD_LETTERS.labels(letter.category).inc()
+        log.info("stored %d dead letters", len(letters))
+
+    async def _retrying(self, what: str, write: Any) -> Any:
+        """Retry a write while PostgreSQL is unavailable, with capped backoff; never give up on
+        data already read (the drain deadline of the app is the only bound)."""
+        delay_s = 0.1
+        attempt = 0
+        while True:
+            try:
+                result = await write()
+            except StoreUnavailable as exc:
+                attempt += 1
+                metrics.STORE_RETRIES.inc()
+                self.health.set(False, "postgres unavailable")
+                log.warning(
+                    "postgres unavailable writing %s (%s); attempt %d, retrying in %.1fs",
+                    what,
+                    exc,
+                    attempt,
+                    delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, self.config.retry_max_backoff_s)
+                continue
+            if attempt:
+                log.info("postgres back after %d retries; wrote %s", attempt, what)
+                self.health.set(True)
+            return result

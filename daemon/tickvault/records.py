@@ -1,0 +1,313 @@
+"""Record kinds — Kline, Order, Fill, BotState — with every validation rule. No I/O.
+
+Decimals are `decimal.Decimal` end to end: JSON numbers and strings are both accepted and
+must be finite; floats from Python callers are refused because they are not exact.
+Timestamps are integer epoch milliseconds or ISO-8601 strings with an offset, and are
+always held as timezone-aware UTC datetimes. Unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+
+EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MAX_EPOCH_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+Interval: TypeAlias = Literal[
+    "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M",
+]  # fmt: skip
+INTERVALS: Final = get_args(Interval)
+TERMINAL_STATUSES: Final = frozenset({"filled", "canceled", "rejected", "expired"})
+_DECIMAL_PATTERN: Final = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+_DECIMAL_RE: Final = re.compile(_DECIMAL_PATTERN)
+_NON_FINITE: Final = frozenset({"nan", "snan", "inf", "infinity"})
+MAX_INTEGER_DIGITS: Final = 131_072  # PostgreSQL numeric limits
+MAX_FRACTION_DIGITS: Final = 16_383
+
+
+def _utc(value: Any) -> dt.datetime:
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be epoch milliseconds or an ISO-8601 string")
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_EPOCH_MS:
+            raise ValueError("epoch milliseconds out of range")
+        return EPOCH + dt.timedelta(milliseconds=value)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("not an ISO-8601 timestamp") from None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("timestamp has no UTC offset; naive timestamps are ambiguous")
+        return value.astimezone(dt.UTC)
+    raise ValueError("timestamp must be epoch milliseconds or an ISO-8601 string")
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        if isinstance(value, float):
+            raise ValueError("float is not exact; pass a string or Decimal")
+        raise ValueError("must be a decimal number or a string holding one")
+    if isinstance(value, str) and not _DECIMAL_RE.fullmatch(value):
+        if value.strip().lower().lstrip("+-") in _NON_FINITE:
+            raise ValueError("must be finite (NaN and Infinity are refused)")
+        raise ValueError("not a decimal number")
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(value)
+    except InvalidOperation:
+        raise ValueError("not a decimal number") from None
+    if not number.is_finite():
+        raise ValueError("must be finite (NaN and Infinity are refused)")
+    if number.adjusted() >= MAX_INTEGER_DIGITS or -int(number.as_tuple().exponent) > MAX_FRACTION_DIGITS:
+        raise ValueError("out of range for an exact decimal (PostgreSQL numeric)")
+    return number
+
+
+def _non_negative(value: Decimal) -> Decimal:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _positive(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+_TIME_SCHEMA: Final[dict[str, Any]] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "description": "epoch milliseconds"},
+        {"type": "string", "format": "date-time", "description": "ISO-8601 with a UTC offset"},
+    ]
+}
+
+
+def _decimal_schema(minimum: int | None = None) -> WithJsonSchema:
+    number: dict[str, Any] = {"type": "number"}
+    if minimum is not None:
+        number["minimum" if minimum == 0 else "exclusiveMinimum"] = 0
+    return WithJsonSchema(
+        {"anyOf": [number, {"type": "string", "pattern": _DECIMAL_PATTERN}], "description": "exact decimal"}
+    )
+
+
+UtcDatetime: TypeAlias = Annotated[dt.datetime, BeforeValidator(_utc), WithJsonSchema(_TIME_SCHEMA)]
+AnyDecimal: TypeAlias = Annotated[Decimal, BeforeValidator(_decimal), _decimal_schema()]
+NonNegDecimal: TypeAlias = Annotated[
+    Decimal, BeforeValidator(_decimal), AfterValidator(_non_negative), _decimal_schema(0)
+]
+PosDecimal: TypeAlias = Annotated[
+    Decimal, BeforeValidator(_decimal), AfterValidator(_positive), _decimal_schema(1)
+]
+Exchange: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")]
+Symbol: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,63}$")]
+BotId: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+Text: TypeAlias = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Seq: TypeAlias = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Side: TypeAlias = Annotated[Literal["buy", "sell"], BeforeValidator(_lower)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    KIND: ClassVar[str]
+    TABLE: ClassVar[str]
+    TIME_COLUMN: ClassVar[str]
+    COLUMNS: ClassVar[tuple[str, ...]]
+
+    def row(self) -> tuple[Any, ...]:
+        """The record's values in `COLUMNS` order, as the store writes them."""
+        values = self.__dict__
+        return tuple([values[c] for c in self.COLUMNS])
+
+
+class Kline(_Record):
+    KIND = "kline"
+    TABLE = "klines"
+    TIME_COLUMN = "open_time"
+    COLUMNS = (
+        "exchange", "symbol", "interval", "open_time", "close_time", "open", "high", "low",
+        "close", "volume", "quote_volume", "trades", "closed",
+    )  # fmt: skip
+
+    kind: Literal["kline"] = "kline"
+    exchange: Exchange
+    symbol: Symbol
+    interval: Interval
+    open_time: UtcDatetime
+    close_time: UtcDatetime | None = None
+    open: NonNegDecimal
+    high: NonNegDecimal
+    low: NonNegDecimal
+    close: NonNegDecimal
+    volume: NonNegDecimal
+    quote_volume: NonNegDecimal | None = None
+    trades: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    closed: bool = True
+
+    @model_validator(mode="after")
+    def _check_range(self) -> Kline:
+        if self.high < self.low:
+            raise ValueError("high < low")
+        if not (self.low <= self.open <= self.high and self.low <= self.close <= self.high):
+            raise ValueError("open and close must lie between low and high")
+        if self.close_time is not None and self.close_time < self.open_time:
+            raise ValueError("close_time is before open_time")
+        return self
+
+
+class Order(_Record):
+    KIND = "order"
+    TABLE = "orders"
+    TIME_COLUMN = "updated_at"
+    COLUMNS = (
+        "order_id", "client_order_id", "exchange", "symbol", "side", "type", "status",
+        "quantity", "price", "stop_price", "filled_quantity", "avg_fill_price", "bot_id",
+        "strategy", "created_at", "updated_at", "seq",
+    )  # fmt: skip
+
+    kind: Literal["order"] = "order"
+    order_id: Text
+    client_order_id: Text | None = None
+    exchange: Exchange
+    symbol: Symbol
+    side: Side
+    type: Annotated[Literal["market", "limit", "stop", "stop_limit"], BeforeValidator(_lower)]
+    status: Annotated[
+        Literal["new", "open", "partially_filled", "filled", "canceled", "rejected", "expired"],
+        BeforeValidator(_lower),
+    ]
+    quantity: PosDecimal
+    price: PosDecimal | None = None
+    stop_price: PosDecimal | None = None
+    filled_quantity: NonNegDecimal = Decimal(0)
+    avg_fill_price: NonNegDecimal | None = None
+    bot_id: BotId | None = None
+    strategy: Text | None = None
+    created_at: UtcDatetime | None = None
+    updated_at: UtcDatetime
+    seq: Seq | None = None
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Order:
+        if self.filled_quantity > self.quantity:
+            raise ValueError("filled_quantity exceeds quantity")
+        if self.type in ("limit", "stop_limit") and self.price is None:
+            raise ValueError(f"a {self.type} order needs a price")
+        if self.type in ("stop", "stop_limit") and self.stop_price is None:
+            raise ValueError(f"a {self.type} order needs a stop_price")
+        return self
+
+
+class Fill(_Record):
+    KIND = "fill"
+    TABLE = "fills"
+    TIME_COLUMN = "ts"
+    COLUMNS = (
+        "fill_id", "order_id", "exchange", "symbol", "side", "quantity", "price", "fee",
+        "fee_asset", "liquidity", "bot_id", "strategy", "ts",
+    )  # fmt: skip
+
+    kind: Literal["fill"] = "fill"
+    fill_id: Text
+    order_id: Text
+    exchange: Exchange
+    symbol: Symbol
+    side: Side
+    quantity: PosDecimal
+    price: NonNegDecimal
+    fee: AnyDecimal = Decimal(0)
+    fee_asset: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")] | None = None
+    liquidity: Annotated[Literal["maker", "taker"], BeforeValidator(_lower)] | None = None
+    bot_id: BotId | None = None
+    strategy: Text | None = None
+    ts: UtcDatetime
+
+
+class BotState(_Record):
+    KIND = "bot_state"
+    TABLE = "bot_state"
+    TIME_COLUMN = "ts"
+    COLUMNS = ("bot_id", "ts", "seq", "state")
+
+    kind: Literal["bot_state"] = "bot_state"
+    bot_id: BotId
+    ts: UtcDatetime
+    seq: Seq | None = None
+    state: dict[str, Any]
+
+    def row(self) -> tuple[Any, ...]:
+        return (self.bot_id, self.ts, self.seq, dump_json(self.state))
+
+
+def dump_json(value: Any) -> str:
+    """Serialise decoded JSON back to text, writing Decimals as exact JSON numbers."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(str(k)) + ":" + dump_json(v) for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(dump_json(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+Record: TypeAlias = Kline | Order | Fill | BotState
+RECORD_TYPES: Final[dict[str, type[Record]]] = {cls.KIND: cls for cls in (Kline, Order, Fill, BotState)}
+KINDS: Final = tuple(RECORD_TYPES)
+
+EXAMPLES: Final[dict[str, dict[str, Any]]] = {
+    "kline": {
+        "exchange": "binance", "symbol": "BTCUSDT", "interval": "1m",
+        "open_time": 1767225600000, "close_time": 1767225659999,
+        "open": "87012.50", "high": "87100.00", "low": "86990.10", "close": "87055.25",
+        "volume": "12.345", "quote_volume": "1074381.62", "trades": 842, "closed": True,
+    },
+    "order": {
+        "order_id": "8836152", "client_order_id": "grid-7f3a", "exchange": "binance",
+        "symbol": "BTCUSDT", "side": "buy", "type": "limit", "status": "partially_filled",
+        "quantity": "0.050", "price": "87000.00", "filled_quantity": "0.020",
+        "avg_fill_price": "87000.00", "bot_id": "grid-btc-1", "strategy": "grid",
+        "created_at": "2026-01-01T00:00:01.250Z", "updated_at": "2026-01-01T00:00:03.500+00:00",
+        "seq": 2,
+    },
+    "fill": {
+        "fill_id": "551902", "order_id": "8836152", "exchange": "binance", "symbol": "BTCUSDT",
+        "side": "buy", "quantity": "0.020", "price": "87000.00", "fee": "0.0000200",
+        "fee_asset": "BTC", "liquidity": "maker", "bot_id": "grid-btc-1", "strategy": "grid",
+        "ts": 1767225603500,
+    },
+    "bot_state": {
+        "bot_id": "grid-btc-1", "ts": 1767225604000, "seq": 17,
+        "state": {"position": "0.020", "grid_levels": [86500, 87000, 87500], "paused": False},
+    },
+}  # fmt: skip
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each message kind, as published in schemas/."""
+    schemas = {}
+    for kind, cls in RECORD_TYPES.items():
+        schema = cls.model_json_schema(mode="validation")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://tickvault.dev/schemas/{kind}.schema.json"
+        schemas[kind] = schema
+    return schemas

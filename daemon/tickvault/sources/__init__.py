@@ -1,0 +1,44 @@
+"""Message sources. A source reads raw messages and acknowledges them; it never validates
+and never writes to the store.
+
+Contract of a `Source`:
+- `read(max_n, timeout_s)` returns up to `max_n` messages, waiting at most about `timeout_s`
+  for the first one (an empty list is normal). A message returned by `read` is redelivered —
+  to this or another consumer, after a restart or a crash — until it is acknowledged.
+- `ack(messages)` is called only after every record decoded from those messages is durable
+  in PostgreSQL (or the message is durable in dead_letters). Acknowledging the same message
+  twice is harmless. Messages may be acknowledged in any order; a source whose broker tracks
+  a single position per partition must not move that position past an unacknowledged message.
+- Connection losses are retried inside the source with bounded backoff; `read` and `ack`
+  return normally once the broker is back, and raise only on unrecoverable errors.
+- Entering the context connects (creating consumer groups if missing); leaving it closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    source: str  # "redis" or "kafka"
+    topic: str  # stream or topic name
+    entry_id: str  # stream entry id, or "partition:offset"
+    payload: bytes | None  # None only for an entry deleted from the stream while pending
+    error: str | None = None  # the entry itself is malformed; `payload` then holds what it had
+
+
+class Source(Protocol):
+    name: str
+
+    async def __aenter__(self) -> Source: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def read(self, max_n: int, timeout_s: float) -> list[Message]: ...
+
+    async def ack(self, messages: Sequence[Message]) -> None: ...
+
+    async def ping(self) -> None: ...

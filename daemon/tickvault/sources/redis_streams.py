@@ -1,0 +1,243 @@
+"""Redis Streams source: one consumer in a consumer group, reading every configured stream.
+
+Delivery, in the order `read` serves it:
+1. At start, this consumer's own pending entries (left by a previous run under the same
+   consumer name) are re-read from id 0 until each stream's history is exhausted.
+2. Every `claim_interval_s`, entries pending longer than `claim_idle_s` in other consumers
+   (a crashed replica) are taken over with XAUTOCLAIM. Entries this consumer already holds
+   in flight are skipped, so a slow flush is not processed twice by the same process.
+3. New entries with XREADGROUP `>`.
+An entry stays pending until `ack` (XACK) is called after its rows are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tickvault.errors import SourceError, SourceUnavailable
+from tickvault.settings import RedisSettings
+from tickvault.sources import Message
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_RETRIABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_PAYLOAD_FIELD = b"data"
+
+
+def connect(settings: RedisSettings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        settings.url.get_secret_value(),
+        decode_responses=False,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    # redis-py error texts may carry the URL; keep only the class and the first words
+    return f"{type(exc).__name__}: {str(exc).split(' to ')[0][:120]}"
+
+
+class RedisStreamsSource:
+    name = "redis"
+
+    def __init__(self, settings: RedisSettings, streams: Sequence[str]) -> None:
+        if not streams:
+            raise SourceError("no streams configured")
+        self.settings = settings
+        self.streams = list(streams)
+        self._redis: aioredis.Redis | None = None
+        self._recovering: dict[str, str] = {}
+        self._claim_cursor: dict[str, str] = {}
+        self._next_claim_s = 0.0
+        self._in_flight: dict[str, set[str]] = {s: set() for s in self.streams}
+        self._closed = False
+
+    async def __aenter__(self) -> RedisStreamsSource:
+        self._redis = connect(self.settings)
+        await self._retry(
+            "create consumer groups", self._create_groups, attempts=self.settings.connect_retries
+        )
+        self._recovering = {s: "0" for s in self.streams}
+        self._next_claim_s = time.monotonic() + self.settings.claim_interval_s
+        log.info(
+            "reading streams %s as consumer %s in group %s",
+            ",".join(self.streams),
+            self.settings.consumer,
+            self.settings.group,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        redis, self._redis = self._redis, None
+        if redis is not None:
+            await redis.aclose()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise SourceError("source is not open")
+        return self._redis
+
+    async def ping(self) -> None:
+        await self._retry("ping", self.redis.ping, attempts=0)
+
+    async def _create_groups(self) -> None:
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(
+                    stream, self.settings.group, id=self.settings.start_id, mkstream=True
+                )
+                log.info("created consumer group %s on %s", self.settings.group, stream)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _retry(self, what: str, op: Callable[[], Awaitable[T]], attempts: int | None = None) -> T:
+        """Run `op`, retrying connection errors with capped backoff; `attempts=None` retries forever."""
+        delay_s = 0.1
+        failures = 0
+        while True:
+            try:
+                return await op()
+            except _RETRIABLE as exc:
+                failures += 1
+                if attempts is not None and failures > attempts:
+                    raise SourceUnavailable(f"redis unreachable: {_describe(exc)}") from None
+                left = "" if attempts is None else f"; {attempts - failures + 1} retries remaining"
+                log.warning(
+                    "redis unavailable during %s (%s); retrying in %.1fs%s",
+                    what,
+                    _describe(exc),
+                    delay_s,
+                    left,
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise SourceError(f"redis refused {what}: {exc}") from None
+                log.warning("consumer group missing during %s; recreating it", what)
+                await self._create_groups()
+                continue
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, self.settings.retry_max_backoff_s)
+
+    async def read(self, max_n: int, timeout_s: float) -> list[Message]:
+        if self._recovering:
+            return await self._retry("pending recovery", lambda: self._read_own_pending(max_n))
+        if time.monotonic() >= self._next_claim_s:
+            claimed = await self._retry("claim", lambda: self._claim(max_n))
+            if claimed:
+                return claimed
+        block_ms = max(1, int(timeout_s * 1000))
+        response = await self._retry(
+            "read",
+            lambda: self.redis.xreadgroup(
+                self.settings.group,
+                self.settings.consumer,
+                dict.fromkeys(self.streams, ">"),
+                count=max_n,
+                block=block_ms,
+            ),
+        )
+        return self._messages(response or [])
+
+    async def _read_own_pending(self, max_n: int) -> list[Message]:
+        cursors: dict[Any, Any] = dict(self._recovering)
+        response: Any = await self.redis.xreadgroup(
+            self.settings.group, self.settings.consumer, cursors, count=max_n
+        )
+        messages: list[Message] = []
+        deleted: list[Message] = []
+        for stream_key, entries in response or []:
+            stream = stream_key.decode()
+            if not entries:
+                del self._recovering[stream]
+                log.info("recovered pending entries of %s", stream)
+                continue
+            self._recovering[stream] = entries[-1][0].decode()
+            for message in self._messages([(stream_key, entries)], keep_deleted=True):
+                (messages if message.payload is not None or message.error else deleted).append(message)
+        if deleted:  # trimmed from the stream while pending: nothing left to store
+            await self.ack(deleted)
+        return messages
+
+    async def _claim(self, max_n: int) -> list[Message]:
+        if not self._claim_cursor:
+            self._claim_cursor = dict.fromkeys(self.streams, "0-0")
+        idle_ms = int(self.settings.claim_idle_s * 1000)
+        claimed: list[Message] = []
+        for stream in list(self._claim_cursor):
+            cursor, entries, *_ = await self.redis.xautoclaim(
+                stream,
+                self.settings.group,
+                self.settings.consumer,
+                idle_ms,
+                self._claim_cursor[stream],
+                count=max_n,
+            )
+            cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+            if cursor == "0-0":
+                del self._claim_cursor[stream]
+            else:
+                self._claim_cursor[stream] = cursor
+            fresh = [e for e in entries if e[0].decode() not in self._in_flight[stream]]
+            claimed += self._messages([(stream.encode(), fresh)])
+        if not self._claim_cursor:
+            self._next_claim_s = time.monotonic() + self.settings.claim_interval_s
+        if claimed:
+            log.info(
+                "claimed %d entries idle for over %.0fs from other consumers",
+                len(claimed),
+                self.settings.claim_idle_s,
+            )
+        return claimed
+
+    def _messages(self, response: Any, keep_deleted: bool = False) -> list[Message]:
+        messages = []
+        for stream_key, entries in response:
+            stream = stream_key.decode()
+            in_flight = self._in_flight[stream]
+            for entry_id_raw, fields in entries:
+                entry_id = entry_id_raw.decode()
+                if not fields:
+                    if keep_deleted:
+                        messages.append(Message(self.name, stream, entry_id, None))
+                    continue
+                in_flight.add(entry_id)
+                messages.append(self._message(stream, entry_id, fields))
+        return messages
+
+    def _message(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> Message:
+        payload = fields.get(_PAYLOAD_FIELD)
+        if payload is not None:
+            return Message(self.name, stream, entry_id, payload)
+        raw = json.dumps({k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()})
+        return Message(self.name, stream, entry_id, raw.encode(), error="stream entry has no 'data' field")
+
+    async def ack(self, messages: Sequence[Message]) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for m in messages:
+            by_stream.setdefault(m.topic, []).append(m.entry_id)
+
+        async def send() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream, ids in by_stream.items():
+                    pipe.xack(stream, self.settings.group, *ids)
+                await pipe.execute()
+
+        await self._retry("ack", send)
+        for stream, ids in by_stream.items():
+            self._in_flight[stream].difference_update(ids)

@@ -1,0 +1,130 @@
+"""PostgreSQL hot store: pool, partitions, idempotent batch writes, dead letters.
+
+`Store` is an async context manager. Its methods raise `StoreUnavailable` (retriable) when
+the server cannot be reached and never retry on their own: the caller owns the retry policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from tickvault.errors import RowRejected
+from tickvault.records import Record
+from tickvault.settings import PostgresSettings
+from tickvault.store import db, dead_letters, partitions, writers
+from tickvault.store.dead_letters import DeadLetter
+from tickvault.store.migrate import current_revision, head_revision
+from tickvault.store.schema import KIND_TIME_TABLES
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DeadLetter", "Store", "WriteResult"]
+
+
+@dataclass
+class WriteResult:
+    written: dict[str, int] = field(default_factory=dict)  # rows inserted or updated, per table
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
+
+    def add(self, other: WriteResult, offset: int) -> None:
+        for table, n in other.written.items():
+            self.written[table] = self.written.get(table, 0) + n
+        self.rejected += [(i + offset, reason) for i, reason in other.rejected]
+
+
+class Store:
+    def __init__(self, settings: PostgresSettings, *, writer: bool = False) -> None:
+        self.settings = settings
+        self.schema = settings.schema_name
+        self._writer = writer
+        self._writers = writers.build_writers(self.schema)
+        self._pool: asyncpg.Pool | None = None
+        self._partitioner: partitions.Partitioner = partitions.TimescalePartitioner()
+
+    async def __aenter__(self) -> Store:
+        init = self._init_connection if self._writer else None
+        self._pool = await db.create_pool(self.settings, init=init)
+        if self._writer:
+            self._partitioner = await self._run(self._detect_partitioner)
+            await self.ensure_partitions_ahead()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def _run(self, work: Any) -> Any:
+        return await db.run(self.pool, work)
+
+    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+        await writers.create_staging(conn, self.schema, self._writers)
+
+    async def _detect_partitioner(self, conn: asyncpg.Connection) -> partitions.Partitioner:
+        pg = self.settings
+        return await partitions.detect(conn, self.schema, pg.partition_interval_days, pg.partitions_ahead)
+
+    async def ensure_partitions_ahead(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        await self._run(lambda conn: self._partitioner.ensure_ahead(conn, now))
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.fetchval("SELECT 1"))
+
+    async def migrations_current(self) -> tuple[bool, str | None, str]:
+        current = await self._run(lambda conn: current_revision(conn, self.schema))
+        head = head_revision()
+        return current == head, current, head
+
+    async def write(self, kind: str, records: Sequence[Record]) -> WriteResult:
+        """Write a batch idempotently. A row the database refuses is isolated by splitting the
+        batch, so it never sinks its neighbours; it comes back in `rejected` with the reason."""
+        writer = self._writers[kind]
+
+        async def attempt(conn: asyncpg.Connection) -> dict[str, int]:
+            for table in KIND_TIME_TABLES[kind]:
+                times = [getattr(r, table.time_column) for r in records]
+                await self._partitioner.ensure(conn, table, times)
+            return await writers.write(conn, writer, records)
+
+        try:
+            return WriteResult(written=await self._run(attempt))
+        except RowRejected as exc:
+            if len(records) == 1:
+                return WriteResult(rejected=[(0, exc.args[0])])
+        middle = len(records) // 2
+        result = await self.write(kind, records[:middle])
+        result.add(await self.write(kind, records[middle:]), middle)
+        return result
+
+    async def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        count: int = await self._run(lambda conn: dead_letters.insert(conn, self.schema, letters))
+        return count
+
+    async def dead_letters(
+        self, *, ids: Sequence[int] = (), include_replayed: bool = False, limit: int = 100
+    ) -> list[dead_letters.StoredDeadLetter]:
+        rows: list[dead_letters.StoredDeadLetter] = await self._run(
+            lambda conn: dead_letters.fetch(
+                conn, self.schema, ids=ids, include_replayed=include_replayed, limit=limit
+            )
+        )
+        return rows
+
+    async def mark_replayed(self, ids: Sequence[int]) -> None:
+        await self._run(lambda conn: dead_letters.mark_replayed(conn, self.schema, ids))

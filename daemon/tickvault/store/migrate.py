@@ -1,0 +1,83 @@
+"""Schema migrations (Alembic), database creation, and the "are migrations current" check."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from tickvault.errors import ConfigError
+from tickvault.settings import PostgresSettings
+
+log = logging.getLogger(__name__)
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _alembic_config(pg: PostgresSettings) -> Config:
+    parts = urlsplit(pg.dsn.get_secret_value())
+    url = urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes.update(
+        url=url, schema=pg.schema_name, timescale=pg.timescale, chunk_days=pg.partition_interval_days
+    )
+    return config
+
+
+def head_revision() -> str:
+    script = ScriptDirectory.from_config(_alembic_config(PostgresSettings()))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+async def create_database_if_missing(pg: PostgresSettings) -> bool:
+    """Create the DSN's database when the server says it does not exist."""
+    dsn = pg.dsn.get_secret_value()
+    try:
+        conn = await asyncpg.connect(dsn, timeout=pg.connect_timeout_s)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await conn.close()
+        return False
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    if not name or '"' in name:
+        raise ConfigError("postgres.dsn names no usable database")
+    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=pg.connect_timeout_s)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.DuplicateDatabaseError:
+        return False
+    finally:
+        await admin.close()
+    log.info("created database %s", name)
+    return True
+
+
+async def upgrade(pg: PostgresSettings, revision: str = "head") -> None:
+    if pg.create_database:
+        await create_database_if_missing(pg)
+    config = _alembic_config(pg)
+    await asyncio.to_thread(command.upgrade, config, revision)
+    log.info("schema %s migrated to %s", pg.schema_name, revision)
+
+
+async def downgrade(pg: PostgresSettings, revision: str) -> None:
+    await asyncio.to_thread(command.downgrade, _alembic_config(pg), revision)
+    log.info("schema %s downgraded to %s", pg.schema_name, revision)
+
+
+async def current_revision(conn: asyncpg.Connection, schema: str) -> str | None:
+    exists = await conn.fetchval("SELECT to_regclass($1)", f"{schema}.alembic_version")
+    if exists is None:
+        return None
+    value = await conn.fetchval(f"SELECT version_num FROM {schema}.alembic_version")  # noqa: S608 - validated identifier
+    return str(value) if value is not None else None

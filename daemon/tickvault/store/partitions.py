@@ -1,0 +1,96 @@
+"""Time partitions behind one interface: native range partitions or TimescaleDB hypertables.
+
+Native: every time table has a DEFAULT partition, so no row is ever refused. The daemon
+creates fixed-width partitions ahead of time and before each batch that reaches a range
+without one; rows that already sit in the default partition for a new range are moved into
+it in the same transaction. TimescaleDB creates chunks itself, so there `ensure` does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+import asyncpg
+
+from tickvault.records import EPOCH
+from tickvault.store.schema import TIME_TABLES, TimeTable
+
+log = logging.getLogger(__name__)
+_LOCK_KEY = 0x7469636B  # advisory lock shared by every daemon that creates partitions
+
+
+class Partitioner(Protocol):
+    async def ensure(self, conn: asyncpg.Connection, table: TimeTable, times: Iterable[dt.datetime]) -> None:
+        """Make sure rows at `times` land in a proper partition. Idempotent, safe to race."""
+
+    async def ensure_ahead(self, conn: asyncpg.Connection, now: dt.datetime) -> None:
+        """Create the partitions for the current and the next few intervals."""
+
+
+class TimescalePartitioner:
+    async def ensure(self, conn: asyncpg.Connection, table: TimeTable, times: Iterable[dt.datetime]) -> None:
+        return None
+
+    async def ensure_ahead(self, conn: asyncpg.Connection, now: dt.datetime) -> None:
+        return None
+
+
+class NativePartitioner:
+    def __init__(self, schema: str, interval_days: int, ahead: int) -> None:
+        self.schema = schema
+        self.interval_days = interval_days
+        self.ahead = ahead
+        self._known: set[tuple[str, int]] = set()
+
+    def bucket(self, ts: dt.datetime) -> int:
+        return (ts - EPOCH).days // self.interval_days
+
+    def bounds(self, bucket: int) -> tuple[dt.datetime, dt.datetime]:
+        lower = EPOCH + dt.timedelta(days=bucket * self.interval_days)
+        return lower, lower + dt.timedelta(days=self.interval_days)
+
+    async def ensure(self, conn: asyncpg.Connection, table: TimeTable, times: Iterable[dt.datetime]) -> None:
+        for bucket in {self.bucket(ts) for ts in times}:
+            if (table.name, bucket) not in self._known:
+                await self._create(conn, table, bucket)
+                self._known.add((table.name, bucket))
+
+    async def ensure_ahead(self, conn: asyncpg.Connection, now: dt.datetime) -> None:
+        first = self.bucket(now)
+        for table in TIME_TABLES:
+            await self.ensure(conn, table, [self.bounds(b)[0] for b in range(first, first + self.ahead + 1)])
+
+    async def _create(self, conn: asyncpg.Connection, table: TimeTable, bucket: int) -> None:
+        lower, upper = self.bounds(bucket)
+        s, parent, col = self.schema, table.name, table.time_column
+        name = f"{parent}_p{lower:%Y%m%d}"
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            if await conn.fetchval("SELECT to_regclass($1)", f"{s}.{name}") is not None:
+                return
+            await conn.execute(f"CREATE TABLE {s}.{name} (LIKE {s}.{parent} INCLUDING DEFAULTS)")
+            moved = await conn.execute(
+                f"WITH moved AS (DELETE FROM {s}.{parent}_default "  # noqa: S608 - identifiers are ours
+                f"WHERE {col} >= $1 AND {col} < $2 RETURNING *) "
+                f"INSERT INTO {s}.{name} SELECT * FROM moved",
+                lower,
+                upper,
+            )
+            await conn.execute(
+                f"ALTER TABLE {s}.{parent} ATTACH PARTITION {s}.{name} "
+                f"FOR VALUES FROM ('{lower.isoformat()}') TO ('{upper.isoformat()}')"
+            )
+        log.info("created partition %s.%s (%s rows moved from default)", s, name, moved.rsplit(" ", 1)[-1])
+
+
+async def detect(conn: asyncpg.Connection, schema: str, interval_days: int, ahead: int) -> Partitioner:
+    """Native partitioning when the klines table is a partitioned table, else TimescaleDB."""
+    native = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = 'klines')",
+        schema,
+    )
+    return NativePartitioner(schema, interval_days, ahead) if native else TimescalePartitioner()

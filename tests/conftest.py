@@ -1,0 +1,84 @@
+"""Fixtures for tests against the real PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379).
+
+Each test gets its own schema in one session database and its own stream names, and
+removes both afterwards. `TEST_PG_DSN` / `TEST_REDIS_URL` point the suite elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from tests.helpers import Daemon, TestEnv, private_postgres
+from tickvault.settings import Settings
+
+ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def test_database() -> Iterator[str]:
+    """A database for this test session, dropped at the end."""
+    name = f"tickvault_test_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    yield ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def env(test_database: str) -> AsyncIterator[TestEnv]:
+    """A unique schema and unique stream names, cleaned up after the test."""
+    tag = uuid.uuid4().hex[:10]
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    test_env = TestEnv(dsn=test_database, schema=f"t_{tag}", tag=tag, redis=redis, redis_url=REDIS_URL)
+    yield test_env
+    keys = [k async for k in redis.scan_iter(match=f"t{tag}.*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+    conn = await asyncpg.connect(test_database)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{test_env.schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def settings(env: TestEnv) -> Settings:
+    return env.settings()
+
+
+@pytest.fixture
+async def daemon(env: TestEnv) -> AsyncIterator[Daemon]:
+    """An in-process daemon factory; every daemon started is stopped at teardown."""
+    d = Daemon(env)
+    yield d
+    await d.stop_all()
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[Any]:
+    """A PostgreSQL server of our own on a free port, which tests may stop and start."""
+    with private_postgres() as server:
+        yield server
