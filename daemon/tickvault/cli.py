@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -71,7 +72,7 @@ async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         async with Store(pg) as store:
             current, found, head = await store.migrations_current()
     except TickvaultError as exc:
-        print(f"unhealthy: postgres unreachable: {exc}")
+        print(f"unhealthy: {exc}")
         return 1
     if not current:
         print(f"unhealthy: schema {pg.schema_name} is at migration {found or 'none'}, expected {head}")
@@ -186,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -118,10 +118,11 @@ class Backlog:
         if self.size < self.limit:
             self._room.set()
 
-    async def wait_for_room(self, stop: asyncio.Event) -> None:
+    async def wait_for_room(self, *interrupts: asyncio.Event) -> None:
+        """Return when there is room, or when any of `interrupts` is set."""
         if self._room.is_set():
             return
-        waiters = {asyncio.ensure_future(self._room.wait()), asyncio.ensure_future(stop.wait())}
+        waiters = {asyncio.ensure_future(e.wait()) for e in (self._room, *interrupts)}
         _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
@@ -149,8 +150,11 @@ class Pipeline:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then flush and acknowledge everything read."""
         flushers = [asyncio.create_task(self._flush_loop(key), name=f"flush-{key}") for key in self._wake]
+        failed = asyncio.Event()  # a flusher died: stop reading, so the failure is not silent
+        for task in flushers:
+            task.add_done_callback(lambda t: failed.set() if not t.cancelled() and t.exception() else None)
         try:
-            await self._read_loop(stop)
+            await self._read_loop(stop, failed)
         finally:
             self._draining = True
             for event in self._wake.values():
@@ -162,11 +166,11 @@ class Pipeline:
                     raise result
         log.info("pipeline drained")
 
-    async def _read_loop(self, stop: asyncio.Event) -> None:
+    async def _read_loop(self, stop: asyncio.Event, failed: asyncio.Event) -> None:
         self.health.set(True)
-        while not stop.is_set():
-            await self.backlog.wait_for_room(stop)
-            if stop.is_set():
+        while not stop.is_set() and not failed.is_set():
+            await self.backlog.wait_for_room(stop, failed)
+            if stop.is_set() or failed.is_set():
                 break
             room = max(1, min(self.config.read_count, self.backlog.limit - self.backlog.size))
             messages = await self.source.read(room, self.config.read_timeout_s)

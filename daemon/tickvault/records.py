@@ -54,7 +54,10 @@ def _utc(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("timestamp has no UTC offset; naive timestamps are ambiguous")
-        return value.astimezone(dt.UTC)
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueError("timestamp out of range") from None
     raise ValueError("timestamp must be epoch milliseconds or an ISO-8601 string")
 
 
@@ -87,6 +90,21 @@ def _non_negative(value: Decimal) -> Decimal:
 def _positive(value: Decimal) -> Decimal:
     if value <= 0:
         raise ValueError("must be greater than zero")
+    return value
+
+
+MAX_STATE_DEPTH: Final = 64
+
+
+def _shallow(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse JSON nested deeper than MAX_STATE_DEPTH (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_STATE_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_STATE_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return value
 
 
@@ -253,7 +271,7 @@ class BotState(_Record):
     bot_id: BotId
     ts: UtcDatetime
     seq: Seq | None = None
-    state: dict[str, Any]
+    state: Annotated[dict[str, Any], AfterValidator(_shallow)]
 
     def row(self) -> tuple[Any, ...]:
         return (self.bot_id, self.ts, self.seq, dump_json(self.state))

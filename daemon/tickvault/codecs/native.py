@@ -32,6 +32,8 @@ def parse_json(payload: bytes) -> Any:
         return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise RecordError(f"invalid JSON: {exc}", "invalid_json") from None
+    except RecursionError:
+        raise RecordError("invalid JSON: nested too deeply", "invalid_json") from None
 
 
 def validation_reason(exc: ValidationError) -> str:

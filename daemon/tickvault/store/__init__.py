@@ -64,6 +64,11 @@ class Store:
             await pool.close()
 
     @property
+    def partitioning(self) -> str:
+        """ "native" (range partitions made by the daemon) or "timescaledb" (hypertables)."""
+        return "native" if isinstance(self._partitioner, partitions.NativePartitioner) else "timescaledb"
+
+    @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError("store is not open")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -11,9 +12,11 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import SQLAlchemyError
 
-from tickvault.errors import ConfigError
+from tickvault.errors import ConfigError, StoreError
 from tickvault.settings import PostgresSettings
+from tickvault.store import db
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -43,7 +46,8 @@ async def create_database_if_missing(pg: PostgresSettings) -> bool:
     try:
         conn = await asyncpg.connect(dsn, timeout=pg.connect_timeout_s)
     except asyncpg.InvalidCatalogNameError:
-        pass
+        if not pg.create_database:
+            raise
     else:
         await conn.close()
         return False
@@ -62,16 +66,22 @@ async def create_database_if_missing(pg: PostgresSettings) -> bool:
     return True
 
 
+async def _alembic(pg: PostgresSettings, action: Callable[[Config, str], None], revision: str) -> None:
+    await db.retrying(pg, "migrate", lambda: create_database_if_missing(pg))
+    try:
+        await asyncio.to_thread(action, _alembic_config(pg), revision)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise StoreError(f"migration failed: {' '.join(str(cause).split())}") from None
+
+
 async def upgrade(pg: PostgresSettings, revision: str = "head") -> None:
-    if pg.create_database:
-        await create_database_if_missing(pg)
-    config = _alembic_config(pg)
-    await asyncio.to_thread(command.upgrade, config, revision)
+    await _alembic(pg, command.upgrade, revision)
     log.info("schema %s migrated to %s", pg.schema_name, revision)
 
 
 async def downgrade(pg: PostgresSettings, revision: str) -> None:
-    await asyncio.to_thread(command.downgrade, _alembic_config(pg), revision)
+    await _alembic(pg, command.downgrade, revision)
     log.info("schema %s downgraded to %s", pg.schema_name, revision)
 
 

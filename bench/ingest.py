@@ -1,0 +1,633 @@
+"""Ingest benchmark: how close does the daemon get to PostgreSQL's COPY limit?
+
+    python bench/ingest.py [--messages N] [--dsn DSN] [--redis-url URL] [--profile]
+
+One run, in order (bench/README.md explains every number):
+1. generate N native messages: 80% klines over 500 symbols, 15% fills, 5% orders
+   (order lifecycles new → partially_filled → filled); every kline and fill key is unique;
+2. decode only: `tickvault.codecs.native.decode` over every payload in a tight loop;
+3. limit: raw asyncpg `copy_records_to_table` of the kline rows, as prebuilt tuples, straight
+   into the migrated klines table, 5,000 rows per transaction; then TRUNCATE;
+4. store path: `tickvault.store.writers.write` (COPY into the temp staging table, then
+   INSERT … ON CONFLICT) of the same kline batches, decoded beforehand; then TRUNCATE;
+5. end to end: publish all N messages (pipelined XADD), then start the daemon as a subprocess
+   (`python -m tickvault run`, TICKVAULT_* variables) and time it until every entry is
+   acknowledged (XINFO GROUPS lag 0 and XPENDING 0 on every stream); read its peak RSS
+   (VmHWM) and CPU time from /proc, stop it with SIGTERM, and check the row counts.
+
+Everything it creates — the scratch database `tickvault_bench_<token>` and the streams
+`tickvault_bench_<token>.<kind>` — is removed at the end, also after an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from tickvault.codecs import native
+from tickvault.records import RECORD_TYPES
+from tickvault.settings import Settings, load_settings
+from tickvault.store import migrate, partitions, writers
+from tickvault.store.schema import KIND_TIME_TABLES
+
+BATCH_ROWS: Final = 5000
+N_SYMBOLS: Final = 500
+BASE_MS: Final = 1_794_614_400_000  # 2026-11-14T00:00:00Z
+EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+KINDS: Final = ("kline", "order", "fill", "bot_state")
+ORDER_STEPS: Final = (("new", 0), ("partially_filled", 1), ("filled", 2))  # (status, filled thirds)
+POLL_INTERVAL_S: Final = 0.05
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- workload
+
+
+@dataclass
+class Workload:
+    payloads: dict[str, list[bytes]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    kline_rows: list[tuple[Any, ...]] = field(default_factory=list)  # Kline.COLUMNS order
+    order_ids: int = 0
+    orders_filled: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(len(p) for p in self.payloads.values())
+
+
+def _ts(ms: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def _fixed(units: int, places: int) -> str:
+    """An exact decimal string from an integer count of 10**-places."""
+    return f"{units // 10**places}.{units % 10**places:0{places}d}"
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _kline(i: int, rng: random.Random) -> tuple[bytes, tuple[Any, ...]]:
+    symbol, open_ms = f"S{i % N_SYMBOLS:03d}USDT", BASE_MS + (i // N_SYMBOLS) * 60_000
+    open_c = rng.randint(1_000, 10_000_000)  # cents
+    close_c = open_c + rng.randint(-open_c // 100, open_c // 100)
+    high_c = max(open_c, close_c) + rng.randint(0, open_c // 200)
+    low_c = min(open_c, close_c) - rng.randint(0, open_c // 200)
+    volume_m = rng.randint(1, 10_000_000)  # thousandths
+    prices = [_fixed(c, 2) for c in (open_c, high_c, low_c, close_c)]
+    volume, quote = _fixed(volume_m, 3), _fixed(volume_m * close_c, 5)
+    trades = rng.randint(1, 5000)
+    message = {
+        "exchange": "binance", "symbol": symbol, "interval": "1m", "open_time": open_ms,
+        "close_time": open_ms + 59_999, "open": prices[0], "high": prices[1], "low": prices[2],
+        "close": prices[3], "volume": volume, "quote_volume": quote, "trades": trades, "closed": True,
+    }  # fmt: skip
+    row = (
+        "binance", symbol, "1m", _ts(open_ms), _ts(open_ms + 59_999),
+        *(Decimal(p) for p in prices), Decimal(volume), Decimal(quote), trades, True,
+    )  # fmt: skip
+    return _dumps(message), row
+
+
+def _fill(i: int, rng: random.Random) -> bytes:
+    qty_m, price_c = rng.randint(1, 1_000_000), rng.randint(1_000, 10_000_000)
+    return _dumps({
+        "fill_id": f"f{i}", "order_id": f"o{rng.randint(0, 10**9)}", "exchange": "binance",
+        "symbol": f"S{i % N_SYMBOLS:03d}USDT", "side": rng.choice(("buy", "sell")),
+        "quantity": _fixed(qty_m, 3), "price": _fixed(price_c, 2),
+        "fee": _fixed(qty_m * 10, 7), "fee_asset": "USDT", "liquidity": rng.choice(("maker", "taker")),
+        "bot_id": f"bot-{i % 20}", "strategy": "grid", "ts": BASE_MS + i * 10,
+    })  # fmt: skip
+
+
+def _order(j: int, rng: random.Random) -> bytes:
+    order, step = divmod(j, len(ORDER_STEPS))
+    status, thirds = ORDER_STEPS[step]
+    qty_m = 3_000 * (1 + order % 50)  # divisible by 3 thousandths
+    created_ms = BASE_MS + order * 1_000
+    return _dumps({
+        "order_id": f"o{order}", "client_order_id": f"c{order}", "exchange": "binance",
+        "symbol": f"S{order % N_SYMBOLS:03d}USDT", "side": "buy" if order % 2 else "sell",
+        "type": "limit", "status": status, "quantity": _fixed(qty_m, 3),
+        "price": _fixed(rng.randint(1_000, 10_000_000), 2),
+        "filled_quantity": _fixed(qty_m * thirds // 3, 3), "bot_id": f"bot-{order % 20}",
+        "strategy": "grid", "created_at": _ts(created_ms).isoformat(),
+        "updated_at": _ts(created_ms + 100 * step).isoformat(), "seq": step,
+    })  # fmt: skip
+
+
+def build_workload(n: int, seed: int) -> Workload:
+    rng = random.Random(seed)
+    n_klines, n_fills = round(n * 0.80), round(n * 0.15)
+    n_orders = n - n_klines - n_fills
+    w = Workload()
+    for i in range(n_klines):
+        payload, row = _kline(i, rng)
+        w.payloads["kline"].append(payload)
+        w.kline_rows.append(row)
+    w.payloads["fill"] = [_fill(i, rng) for i in range(n_fills)]
+    w.payloads["order"] = [_order(j, rng) for j in range(n_orders)]
+    w.order_ids = -(-n_orders // len(ORDER_STEPS))
+    w.orders_filled = n_orders // len(ORDER_STEPS)
+    _check_rows(w)
+    return w
+
+
+def _check_rows(w: Workload) -> None:
+    """The prebuilt tuples must be exactly what the codec makes of the payloads."""
+    for payload, row in zip(w.payloads["kline"][:200], w.kline_rows[:200], strict=False):
+        decoded = native.decode(payload, "kline").row()
+        if decoded != row:
+            raise BenchError(f"workload bug: prebuilt row {row} != decoded {decoded}")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def scratch_names(token: str) -> tuple[str, dict[str, str]]:
+    base = f"tickvault_bench_{token}"
+    return base, {f"{base}.{kind}s" if kind != "bot_state" else f"{base}.bot_state": kind for kind in KINDS}
+
+
+def with_database(dsn: str, database: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
+
+
+def overrides(dsn: str, redis_url: str, topics: dict[str, str], token: str) -> dict[str, dict[str, Any]]:
+    return {
+        "postgres": {"dsn": dsn, "create_database": True, "timescale": "auto"},
+        "source": {"topics": topics},
+        "redis": {"url": redis_url, "group": f"bench_{token}", "consumer": "bench"},
+        "batch": {"max_rows": BATCH_ROWS},
+        "metrics": {"enabled": False},
+        "log": {"level": "INFO"},
+    }
+
+
+def environ(values: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The same settings as TICKVAULT_* variables, for the daemon subprocess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKVAULT_")}
+    for section, options in values.items():
+        for key, value in options.items():
+            name = f"TICKVAULT_{section.upper()}__{key.upper()}"
+            env[name] = json.dumps(value) if isinstance(value, dict | bool) else str(value)
+    return env
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def decode_only(w: Workload) -> dict[str, float]:
+    """Messages/s of native.decode per kind and over all, one tight loop each."""
+    rates: dict[str, float] = {}
+    total_s = 0.0
+    for kind in ("kline", "fill", "order"):
+        payloads, decode = w.payloads[kind], native.decode
+        started = time.perf_counter()
+        for payload in payloads:
+            decode(payload, kind)
+        elapsed_s = time.perf_counter() - started
+        total_s += elapsed_s
+        rates[kind] = len(payloads) / elapsed_s if payloads else 0.0
+    rates["all"] = (w.total) / total_s
+    return rates
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def _ensure_kline_partitions(conn: asyncpg.Connection, settings: Settings, w: Workload) -> None:
+    """Create the partitions the rows fall in, as the daemon's first batch would."""
+    pg = settings.postgres
+    partitioner = await partitions.detect(conn, pg.schema_name, pg.partition_interval_days, pg.partitions_ahead)
+    for table in KIND_TIME_TABLES["kline"]:
+        await partitioner.ensure(conn, table, [row[3] for row in w.kline_rows])
+
+
+async def copy_limit(conn: asyncpg.Connection, schema: str, w: Workload) -> float:
+    columns = RECORD_TYPES["kline"].COLUMNS
+    started = time.perf_counter()
+    for chunk in _chunks(w.kline_rows, BATCH_ROWS):
+        async with conn.transaction():
+            await conn.copy_records_to_table("klines", schema_name=schema, records=chunk, columns=columns)
+    elapsed_s = time.perf_counter() - started
+    await _expect_count(conn, schema, "klines", len(w.kline_rows))
+    await conn.execute(f"TRUNCATE {schema}.klines")
+    return len(w.kline_rows) / elapsed_s
+
+
+async def store_path(conn: asyncpg.Connection, schema: str, w: Workload) -> float:
+    """tickvault's own write of the same batches: COPY to staging + INSERT … ON CONFLICT.
+    Decoding happens outside the timed part."""
+    kind_writers = writers.build_writers(schema)
+    await writers.create_staging(conn, schema, kind_writers)
+    elapsed_s = 0.0
+    for chunk in _chunks(w.payloads["kline"], BATCH_ROWS):
+        records = [native.decode(p, "kline") for p in chunk]
+        started = time.perf_counter()
+        await writers.write(conn, kind_writers["kline"], records)
+        elapsed_s += time.perf_counter() - started
+    await _expect_count(conn, schema, "klines", len(w.kline_rows))
+    await conn.execute(f"TRUNCATE {schema}.klines")
+    return len(w.kline_rows) / elapsed_s
+
+
+async def _expect_count(conn: asyncpg.Connection, schema: str, table: str, expected: int) -> int:
+    found = int(await conn.fetchval(f"SELECT count(*) FROM {schema}.{table}"))  # noqa: S608
+    if found != expected:
+        raise BenchError(f"{schema}.{table} holds {found} rows, expected {expected}")
+    return found
+
+
+async def publish(redis: aioredis.Redis, topics: dict[str, str], w: Workload) -> float:
+    for stream in topics:
+        if await redis.exists(stream):
+            raise BenchError(f"stream {stream} already exists; refusing to touch it")
+    started = time.perf_counter()
+    for stream, kind in topics.items():
+        for chunk in _chunks(w.payloads[kind], BATCH_ROWS):
+            async with redis.pipeline(transaction=False) as pipe:
+                for payload in chunk:
+                    pipe.xadd(stream, {"data": payload})
+                await pipe.execute()
+    return w.total / (time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def server_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of every postgres and redis-server process, children included."""
+    totals: dict[str, float] = collections.defaultdict(float)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            comm = text[text.index("(") + 1 : text.rindex(")")]
+            if comm in ("postgres", "redis-server"):
+                f = text.rsplit(")", 1)[1].split()
+                totals[comm] += sum(int(x) for x in f[11:15]) / CLK_TCK
+    return totals
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError("no VmHWM in /proc status")
+
+
+@dataclass
+class Progress:
+    read: int = 0
+    pending: int = 0
+    lag: int = 0
+    done: bool = False
+
+
+async def progress(redis: aioredis.Redis, streams: dict[str, int], group: str) -> Progress:
+    p = Progress(done=True)
+    for stream, expected in streams.items():
+        info = next((g for g in await redis.xinfo_groups(stream) if _text(g["name"]) == group), None)
+        if info is None:
+            return Progress()
+        read, lag, pending = info.get("entries-read") or 0, info.get("lag"), info["pending"]
+        p.read, p.pending, p.lag = p.read + read, p.pending + pending, p.lag + (lag or 0)
+        p.done = p.done and lag == 0 and pending == 0 and read == expected
+    if p.done:  # XINFO said so; XPENDING must agree
+        for stream in streams:
+            p.done = p.done and (await redis.xpending(stream, group))["pending"] == 0
+    return p
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class DaemonRun:
+    elapsed_s: float = 0.0  # spawn → last entry acknowledged
+    startup_s: float = 0.0  # spawn → first entry read by the group
+    peak_rss_mib: float = 0.0
+    cpu_s: float = 0.0
+    server_cpu_s: dict[str, float] = field(default_factory=dict)
+    exit_code: int | None = None
+    profile: Path | None = None
+
+
+async def wait_acknowledged(
+    redis: aioredis.Redis,
+    proc: subprocess.Popen[bytes],
+    streams: dict[str, int],
+    group: str,
+    started: float,
+    timeout_s: float,
+) -> tuple[float, float]:
+    """Seconds from `started` (perf_counter) to the first read and to the last acknowledgement."""
+    first_read_s: float | None = None
+    next_report_s = 10.0
+    while True:
+        now_s = time.perf_counter() - started
+        if proc.poll() is not None:
+            raise BenchError(f"daemon exited early with code {proc.returncode}")
+        if now_s > timeout_s:
+            raise BenchError(f"not every entry acknowledged after {timeout_s:.0f}s")
+        with contextlib.suppress(aioredis.ResponseError):  # group not created yet
+            p = await progress(redis, streams, group)
+            if first_read_s is None and p.read:
+                first_read_s = now_s
+            if p.done:
+                return first_read_s or now_s, now_s
+            if now_s >= next_report_s:
+                print(f"  … {now_s:5.0f}s: {p.read - p.pending} acknowledged, {p.pending} pending, lag {p.lag}")
+                next_report_s += 10.0
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    exe = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if exe is None:
+        print("  py-spy not found; no profile (pip install py-spy)")
+        return None
+    cmd = [exe, "record", "--pid", str(pid), "--rate", "200", "--nonblocking", "--format", "raw", "-o", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+    profiler.send_signal(signal.SIGINT)
+    try:
+        _, err = profiler.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        return
+    if profiler.returncode not in (0, -signal.SIGINT):
+        print(f"  py-spy exited {profiler.returncode}: {err.decode(errors='replace').strip()[-300:]}")
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def summarise_profile(path: Path, top: int = 15) -> None:
+    """Self and inclusive share of samples per function, from py-spy's collapsed stacks."""
+    self_n: collections.Counter[str] = collections.Counter()
+    total_n: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = [_frame(f) for f in stack.split(";")[1:]]  # the first frame is the thread
+        samples += count
+        if frames:
+            self_n[frames[-1]] += count
+        for name in set(frames):
+            total_n[name] += count
+    print(f"\nprofile: {samples} samples of the daemon (not idle) → {path}")
+    for title, counter in (("self", self_n), ("inclusive", total_n)):
+        print(f"  top {top} by {title} time:")
+        for name, n in counter.most_common(top):
+            print(f"    {100 * n / samples:5.1f}%  {name}")
+
+
+def _frame(frame: str) -> str:
+    """'func (path/to/module.py:12)' → 'func (module.py)' so lines of one function merge."""
+    name, _, where = frame.partition(" (")
+    file = where.rsplit(":", 1)[0].rstrip(")")
+    parts = Path(file).parts
+    short = "/".join(parts[parts.index("tickvault") :]) if "tickvault" in parts else Path(file).name
+    return f"{name} ({short})"
+
+
+def print_results(n: int, w: Workload, r: dict[str, Any]) -> None:
+    d: DaemonRun = r["daemon"]
+    n_klines = len(w.kline_rows)
+    e2e_msgs, e2e_klines = n / d.elapsed_s, n_klines / d.elapsed_s
+    steady_s = d.elapsed_s - d.startup_s
+    rows = [
+        ("messages (klines / fills / orders)", f"{n} ({n_klines} / {len(w.payloads['fill'])} / {len(w.payloads['order'])})"),
+        ("decode only, all kinds", f"{r['decode']['all']:,.0f} msg/s"),
+        ("decode only, klines / fills / orders",
+         " / ".join(f"{r['decode'][k]:,.0f}" for k in ("kline", "fill", "order")) + " msg/s"),
+        ("limit: raw COPY of kline tuples", f"{r['limit']:,.0f} rows/s"),
+        ("store path: staging COPY + upsert", f"{r['store']:,.0f} rows/s ({r['store'] / r['limit']:.2f} × limit)"),
+        ("publish (pipelined XADD)", f"{r['publish']:,.0f} msg/s"),
+        ("end to end, incl. startup", f"{e2e_msgs:,.0f} msg/s in {d.elapsed_s:.1f}s (startup {d.startup_s:.1f}s)"),
+        ("end to end, kline rows", f"{e2e_klines:,.0f} rows/s"),
+        ("end to end / limit (kline rows)", f"{e2e_klines / r['limit']:.3f}"),
+        ("end to end after first read", f"{n / steady_s:,.0f} msg/s ({n_klines / steady_s / r['limit']:.3f} × limit)"),
+        ("end to end / decode only (msg/s)", f"{e2e_msgs / r['decode']['all']:.3f}"),
+        ("daemon peak RSS (VmHWM, subprocess)", f"{d.peak_rss_mib:,.0f} MiB"),
+        ("daemon CPU (cores busy, of 2)", f"{d.cpu_s:.1f}s ({d.cpu_s / d.elapsed_s:.2f})"),
+    ]  # fmt: skip
+    for name, seconds in sorted(d.server_cpu_s.items()):
+        rows.append((f"{name} CPU during end to end", f"{seconds:.1f}s ({seconds / d.elapsed_s:.2f})"))
+    width = max(len(k) for k, _ in rows)
+    print("\nresults")
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    token: str = field(default_factory=lambda: secrets.token_hex(4))
+    database: str | None = None  # set once we may have created it
+    streams: list[str] = field(default_factory=list)
+    daemon: subprocess.Popen[bytes] | None = None
+    profiler: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    async def main(self) -> dict[str, Any]:
+        a = self.args
+        base, topics = scratch_names(self.token)
+        self.database, self.streams = base, list(topics)
+        dsn = with_database(a.dsn, base)
+        values = overrides(dsn, a.redis_url, topics, self.token)
+        settings = load_settings(**values)
+        print(f"scratch database {base}, streams {base}.*, N = {a.messages}")
+
+        started = time.perf_counter()
+        w = build_workload(a.messages, a.seed)
+        print(f"generated {w.total} messages in {time.perf_counter() - started:.1f}s")
+        results: dict[str, Any] = {"decode": decode_only(w)}
+        print(f"decode only: {results['decode']['all']:,.0f} msg/s")
+
+        await migrate.upgrade(settings.postgres)
+        results["limit"], results["store"] = await self.write_phases(settings, w)
+        print(f"limit: {results['limit']:,.0f} rows/s; store path: {results['store']:,.0f} rows/s")
+
+        redis = aioredis.Redis.from_url(a.redis_url)
+        try:
+            results["publish"] = await publish(redis, topics, w)
+            print(f"published at {results['publish']:,.0f} msg/s; starting the daemon")
+            results["daemon"] = await self.run_daemon(redis, values, topics, w)
+        finally:
+            await redis.aclose()
+        await self.verify(dsn, settings.postgres.schema_name, w)
+        print_results(a.messages, w, results)
+        if results["daemon"].profile is not None:
+            summarise_profile(results["daemon"].profile)
+        return results
+
+    async def write_phases(self, settings: Settings, w: Workload) -> tuple[float, float]:
+        schema = settings.postgres.schema_name
+        conn = await asyncpg.connect(settings.postgres.dsn.get_secret_value(), server_settings={"timezone": "UTC"})
+        try:
+            await _ensure_kline_partitions(conn, settings, w)
+            return await copy_limit(conn, schema, w), await store_path(conn, schema, w)
+        finally:
+            await conn.close()
+
+    async def run_daemon(
+        self, redis: aioredis.Redis, values: dict[str, Any], topics: dict[str, str], w: Workload
+    ) -> DaemonRun:
+        self.log_path = Path(tempfile.gettempdir()) / f"tickvault_bench_{self.token}.daemon.log"
+        expected = {s: len(w.payloads[k]) for s, k in topics.items() if w.payloads[k]}
+        run = DaemonRun()
+        cpu_before = server_cpu_seconds()
+        with self.log_path.open("wb") as log:
+            self.daemon = subprocess.Popen(  # noqa: S603 - our interpreter, our module
+                [sys.executable, "-m", "tickvault", "run"], env=environ(values), stdout=log, stderr=subprocess.STDOUT
+            )
+        spawned = time.perf_counter()
+        if self.args.profile:
+            run.profile = self.log_path.with_suffix(".pyspy.txt")
+            self.profiler = start_profiler(self.daemon.pid, run.profile)
+        timeout_s = max(300.0, self.args.messages / 500)
+        group = f"bench_{self.token}"
+        run.startup_s, run.elapsed_s = await wait_acknowledged(
+            redis, self.daemon, expected, group, spawned, timeout_s
+        )
+        run.peak_rss_mib, run.cpu_s = peak_rss_mib(self.daemon.pid), cpu_seconds(self.daemon.pid)
+        cpu_after = server_cpu_seconds()
+        run.server_cpu_s = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
+        if self.profiler is not None:
+            stop_profiler(self.profiler)
+            self.profiler = None
+        self.daemon.send_signal(signal.SIGTERM)
+        run.exit_code = await asyncio.to_thread(self.daemon.wait, 60)
+        self.report_log(run.exit_code)
+        return run
+
+    def report_log(self, exit_code: int) -> None:
+        assert self.log_path is not None  # noqa: S101
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        bad = [line for line in lines if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+        print(f"daemon exited {exit_code}; log {self.log_path}: {len(lines)} lines, {len(bad)} warnings/errors")
+        for line in bad[:10]:
+            print(f"  {line[:300]}")
+        if exit_code != 0:
+            raise BenchError(f"daemon exited {exit_code}; see {self.log_path}")
+
+    async def verify(self, dsn: str, schema: str, w: Workload) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await _expect_count(conn, schema, "klines", len(w.kline_rows))
+            await _expect_count(conn, schema, "fills", len(w.payloads["fill"]))
+            await _expect_count(conn, schema, "order_events", len(w.payloads["order"]))
+            await _expect_count(conn, schema, "orders", w.order_ids)
+            await _expect_count(conn, schema, "dead_letters", 0)
+            filled = await conn.fetchval(f"SELECT count(*) FROM {schema}.orders WHERE status = 'filled'")  # noqa: S608
+            if filled != w.orders_filled:
+                raise BenchError(f"{filled} orders ended filled, expected {w.orders_filled}")
+        finally:
+            await conn.close()
+        print("row counts match the unique messages published; no dead letters")
+
+    async def cleanup(self) -> None:
+        for proc in (self.profiler, self.daemon):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    await asyncio.to_thread(proc.wait, 30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if self.streams:
+            redis = aioredis.Redis.from_url(self.args.redis_url)
+            try:
+                await redis.delete(*self.streams)
+            finally:
+                await redis.aclose()
+        if self.database:
+            admin = await asyncpg.connect(self.args.dsn)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            finally:
+                await admin.close()
+        print(f"cleaned up: database {self.database}, {len(self.streams)} streams")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--messages", type=int, default=200_000, help="messages to publish (default 200000)")
+    p.add_argument(
+        "--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server; its database is only used to create and drop the scratch database",
+    )  # fmt: skip
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--profile", action="store_true", help="sample the daemon with py-spy during end to end")
+    args = p.parse_args(argv)
+    if args.messages < 20:
+        p.error("--messages must be at least 20")
+    return args
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    bench = Bench(parse_args(argv))
+    signal.signal(signal.SIGTERM, _interrupt)
+    code = 0
+    try:
+        asyncio.run(bench.main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except (BenchError, asyncpg.PostgresError, aioredis.RedisError, OSError) as exc:
+        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        asyncio.run(bench.cleanup())
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

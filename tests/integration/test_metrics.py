@@ -1,0 +1,110 @@
+"""The Prometheus endpoint of a running daemon: /metrics, /healthz, /readyz.
+
+The registry is process-global, so counters are compared between a scrape before and one
+after publishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import Daemon, TestEnv, free_port
+from tickvault.records import EXAMPLES
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    return await asyncio.to_thread(_get, port, path)
+
+
+async def scrape(port: int) -> tuple[Samples, dict[str, str]]:
+    """Samples by (name, labels), and each family's type."""
+    status, text = await get(port, "/metrics")
+    assert status == 200
+    families = list(text_string_to_metric_families(text))
+    samples = {(s.name, frozenset(s.labels.items())): s.value for f in families for s in f.samples}
+    return samples, {f.name: f.type for f in families}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def kline(i: int) -> str:
+    return json.dumps({**EXAMPLES["kline"], "open_time": 1_767_225_600_000 + i * 60_000, "close_time": None})
+
+
+async def test_metrics_count_what_the_daemon_did(env: TestEnv, daemon: Daemon) -> None:
+    port = free_port()
+    await daemon.start(env.settings(metrics={"enabled": True, "port": port, "host": "127.0.0.1"}))
+    before, _ = await scrape(port)
+
+    await env.publish("kline", [kline(i) for i in range(5)] + [b"{oops", b"[1]"])
+    await env.publish("kline", [kline(i) for i in range(5, 8)])
+    await env.publish("order", [json.dumps({**EXAMPLES["order"], "side": "hold"})])
+    await env.publish("mixed", [json.dumps({**EXAMPLES["fill"], "kind": "fill"}), b'{"kind": "trade"}'])
+    await daemon.drain()
+    after, types = await scrape(port)
+    assert await env.count("klines") == 8
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("tickvault_messages_consumed_total", kind="kline") == 10
+    assert moved("tickvault_messages_consumed_total", kind="order") == 1
+    assert moved("tickvault_messages_consumed_total", kind="mixed") == 2
+    assert moved("tickvault_messages_accepted_total", kind="kline") == 8
+    assert moved("tickvault_messages_accepted_total", kind="fill") == 1
+    assert moved("tickvault_messages_accepted_total", kind="order") == 0
+    assert moved("tickvault_messages_rejected_total", kind="kline", reason="invalid_json") == 1
+    assert moved("tickvault_messages_rejected_total", kind="kline", reason="not_object") == 1
+    assert moved("tickvault_messages_rejected_total", kind="order", reason="invalid") == 1
+    assert moved("tickvault_messages_rejected_total", kind="mixed", reason="unknown_kind") == 1
+    assert moved("tickvault_rows_written_total", table="klines") == 8
+    assert moved("tickvault_rows_written_total", table="fills") == 1
+    assert moved("tickvault_dead_letters_total", reason="invalid_json") == 1
+    assert moved("tickvault_dead_letters_total", reason="not_object") == 1
+    assert moved("tickvault_dead_letters_total", reason="invalid") == 1
+    assert moved("tickvault_dead_letters_total", reason="unknown_kind") == 1
+
+    # every flush of klines is timed: the +Inf bucket counts flushes, and at least one happened
+    flushes = moved("tickvault_flush_duration_seconds_bucket", kind="kline", le="+Inf")
+    assert flushes >= 1
+    assert moved("tickvault_flush_duration_seconds_count", kind="kline") == flushes
+    assert moved("tickvault_flush_duration_seconds_bucket", kind="dead_letter", le="+Inf") >= 1
+    assert moved("tickvault_batch_rows_sum", kind="kline") == 8
+    assert value(after, "tickvault_backlog_rows") == 0
+    assert value(after, "tickvault_ready") == 1
+    assert types["tickvault_messages_consumed"] == "counter"
+    assert types["tickvault_flush_duration_seconds"] == "histogram"
+    assert types["tickvault_backlog_rows"] == "gauge"
+
+    assert await daemon.stop_all() == [0]
+
+
+async def test_health_endpoints(env: TestEnv, daemon: Daemon) -> None:
+    port = free_port()
+    await daemon.start(env.settings(metrics={"enabled": True, "port": port, "host": "127.0.0.1"}))
+    assert await get(port, "/healthz") == (200, "ok\n")
+    assert await get(port, "/readyz") == (200, "ready\n")
+    assert (await get(port, "/nope"))[0] == 404
+    assert await daemon.stop_all() == [0]
+    # the endpoint closes with the daemon
+    with pytest.raises(OSError, match="refused"):
+        await get(port, "/healthz")
