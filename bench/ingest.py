@@ -47,6 +47,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from tickvault.codecs import native
+from tickvault.errors import TickvaultError
 from tickvault.records import RECORD_TYPES
 from tickvault.settings import Settings, load_settings
 from tickvault.store import migrate, partitions, writers
@@ -59,6 +60,7 @@ EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 KINDS: Final = ("kline", "order", "fill", "bot_state")
 ORDER_STEPS: Final = (("new", 0), ("partially_filled", 1), ("filled", 2))  # (status, filled thirds)
 POLL_INTERVAL_S: Final = 0.05
+PROFILE_RATE_HZ: Final = 200
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 
 
@@ -180,7 +182,7 @@ def with_database(dsn: str, database: str) -> str:
     return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
 
 
-def overrides(dsn: str, redis_url: str, topics: dict[str, str], token: str) -> dict[str, dict[str, Any]]:
+def overrides(dsn: str, redis_url: str, topics: dict[str, str], token: str) -> dict[str, Any]:
     return {
         "postgres": {"dsn": dsn, "create_database": True, "timescale": "auto"},
         "source": {"topics": topics},
@@ -191,7 +193,7 @@ def overrides(dsn: str, redis_url: str, topics: dict[str, str], token: str) -> d
     }
 
 
-def environ(values: dict[str, dict[str, Any]]) -> dict[str, str]:
+def environ(values: dict[str, Any]) -> dict[str, str]:
     """The same settings as TICKVAULT_* variables, for the daemon subprocess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKVAULT_")}
     for section, options in values.items():
@@ -202,6 +204,17 @@ def environ(values: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- phases
+
+
+async def preflight(dsn: str, redis_url: str) -> None:
+    """Fail fast, before minutes of work, when a server is unreachable."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    await conn.close()
+    redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=10)
+    try:
+        await redis.ping()
+    finally:
+        await redis.aclose()
 
 
 def decode_only(w: Workload) -> dict[str, float]:
@@ -228,7 +241,9 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 async def _ensure_kline_partitions(conn: asyncpg.Connection, settings: Settings, w: Workload) -> None:
     """Create the partitions the rows fall in, as the daemon's first batch would."""
     pg = settings.postgres
-    partitioner = await partitions.detect(conn, pg.schema_name, pg.partition_interval_days, pg.partitions_ahead)
+    partitioner = await partitions.detect(
+        conn, pg.schema_name, pg.partition_interval_days, pg.partitions_ahead
+    )
     for table in KIND_TIME_TABLES["kline"]:
         await partitioner.ensure(conn, table, [row[3] for row in w.kline_rows])
 
@@ -372,18 +387,21 @@ async def wait_acknowledged(
             if p.done:
                 return first_read_s or now_s, now_s
             if now_s >= next_report_s:
-                print(f"  … {now_s:5.0f}s: {p.read - p.pending} acknowledged, {p.pending} pending, lag {p.lag}")
+                acked = p.read - p.pending
+                print(f"  … {now_s:5.0f}s: {acked} acknowledged, {p.pending} pending, lag {p.lag}")
                 next_report_s += 10.0
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
 def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
-    exe = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    search = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    exe = shutil.which("py-spy", path=search)
     if exe is None:
         print("  py-spy not found; no profile (pip install py-spy)")
         return None
-    cmd = [exe, "record", "--pid", str(pid), "--rate", "200", "--nonblocking", "--format", "raw", "-o", str(out)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+    cmd = [exe, "record", "--pid", str(pid), "--rate", str(PROFILE_RATE_HZ), "--nonblocking"]
+    cmd += ["--format", "raw", "-o", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
@@ -400,23 +418,49 @@ def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
 # --------------------------------------------------------------------------- reporting
 
 
-def summarise_profile(path: Path, top: int = 15) -> None:
+# where the daemon's CPU goes: (area, a substring of a frame that marks it), inclusive
+PROFILE_AREAS: Final = (
+    ("decode + validate (codec, pydantic)", "Pipeline._decode"),
+    ("store.write (all of the PostgreSQL write)", "Store.write"),
+    ("  of which asyncpg copy_records_to_table", "copy_records_to_table"),
+    ("  of which KindWriter.rows (record → tuple)", "KindWriter.rows"),
+    ("prometheus_client (metrics updates)", "prometheus_client"),
+    ("source.read (XREADGROUP + parsing)", "RedisStreamsSource.read"),
+    ("source.ack (XACK)", "RedisStreamsSource.ack"),
+    ("Batcher", "Batcher."),
+)
+# frames every sample passes through; leaving them out makes the inclusive list useful
+_PLUMBING: Final = ("runpy", "__main__.py", "cli.py", "base_events.py", "runners.py", "events.py")
+
+
+def summarise_profile(path: Path, elapsed_s: float, top: int = 15) -> None:
     """Self and inclusive share of samples per function, from py-spy's collapsed stacks."""
     self_n: collections.Counter[str] = collections.Counter()
     total_n: collections.Counter[str] = collections.Counter()
+    area_n: collections.Counter[str] = collections.Counter()
     samples = 0
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         count = int(count_text)
-        frames = [_frame(f) for f in stack.split(";")[1:]]  # the first frame is the thread
+        frames = [_frame(f) for f in stack.split(";")]
         samples += count
-        if frames:
-            self_n[frames[-1]] += count
-        for name in set(frames):
+        self_n[frames[-1]] += count
+        for name in {f for f in frames if not any(p in f for p in _PLUMBING)}:
             total_n[name] += count
-    print(f"\nprofile: {samples} samples of the daemon (not idle) → {path}")
+        for area, marker in PROFILE_AREAS:
+            if marker in stack:
+                area_n[area] += count
+    if not samples:
+        print(f"\nprofile: no samples in {path}")
+        return
+    busy = samples / (PROFILE_RATE_HZ * elapsed_s)
+    print(f"\nprofile: {samples} busy samples at {PROFILE_RATE_HZ} Hz (daemon busy ~{busy:.0%} of wall time)")
+    print(f"  collapsed stacks: {path}")
+    print("  % of busy samples, by area (inclusive):")
+    for area, _ in PROFILE_AREAS:
+        print(f"    {100 * area_n[area] / samples:5.1f}%  {area}")
     for title, counter in (("self", self_n), ("inclusive", total_n)):
-        print(f"  top {top} by {title} time:")
+        print(f"  top {top} functions by {title} time:")
         for name, n in counter.most_common(top):
             print(f"    {100 * n / samples:5.1f}%  {name}")
 
@@ -436,17 +480,21 @@ def print_results(n: int, w: Workload, r: dict[str, Any]) -> None:
     e2e_msgs, e2e_klines = n / d.elapsed_s, n_klines / d.elapsed_s
     steady_s = d.elapsed_s - d.startup_s
     rows = [
-        ("messages (klines / fills / orders)", f"{n} ({n_klines} / {len(w.payloads['fill'])} / {len(w.payloads['order'])})"),
+        ("messages (klines / fills / orders)",
+         f"{n} ({n_klines} / {len(w.payloads['fill'])} / {len(w.payloads['order'])})"),
         ("decode only, all kinds", f"{r['decode']['all']:,.0f} msg/s"),
         ("decode only, klines / fills / orders",
          " / ".join(f"{r['decode'][k]:,.0f}" for k in ("kline", "fill", "order")) + " msg/s"),
         ("limit: raw COPY of kline tuples", f"{r['limit']:,.0f} rows/s"),
-        ("store path: staging COPY + upsert", f"{r['store']:,.0f} rows/s ({r['store'] / r['limit']:.2f} × limit)"),
+        ("store path: staging COPY + upsert",
+         f"{r['store']:,.0f} rows/s ({r['store'] / r['limit']:.2f} x limit)"),
         ("publish (pipelined XADD)", f"{r['publish']:,.0f} msg/s"),
-        ("end to end, incl. startup", f"{e2e_msgs:,.0f} msg/s in {d.elapsed_s:.1f}s (startup {d.startup_s:.1f}s)"),
+        ("end to end, incl. startup",
+         f"{e2e_msgs:,.0f} msg/s in {d.elapsed_s:.1f}s (startup {d.startup_s:.1f}s)"),
         ("end to end, kline rows", f"{e2e_klines:,.0f} rows/s"),
         ("end to end / limit (kline rows)", f"{e2e_klines / r['limit']:.3f}"),
-        ("end to end after first read", f"{n / steady_s:,.0f} msg/s ({n_klines / steady_s / r['limit']:.3f} × limit)"),
+        ("end to end after first read",
+         f"{n / steady_s:,.0f} msg/s ({n_klines / steady_s / r['limit']:.3f} x limit)"),
         ("end to end / decode only (msg/s)", f"{e2e_msgs / r['decode']['all']:.3f}"),
         ("daemon peak RSS (VmHWM, subprocess)", f"{d.peak_rss_mib:,.0f} MiB"),
         ("daemon CPU (cores busy, of 2)", f"{d.cpu_s:.1f}s ({d.cpu_s / d.elapsed_s:.2f})"),
@@ -475,10 +523,11 @@ class Bench:
     async def main(self) -> dict[str, Any]:
         a = self.args
         base, topics = scratch_names(self.token)
-        self.database, self.streams = base, list(topics)
         dsn = with_database(a.dsn, base)
         values = overrides(dsn, a.redis_url, topics, self.token)
         settings = load_settings(**values)
+        await preflight(a.dsn, a.redis_url)
+        self.database, self.streams = base, list(topics)  # from here on, cleanup drops them
         print(f"scratch database {base}, streams {base}.*, N = {a.messages}")
 
         started = time.perf_counter()
@@ -501,12 +550,13 @@ class Bench:
         await self.verify(dsn, settings.postgres.schema_name, w)
         print_results(a.messages, w, results)
         if results["daemon"].profile is not None:
-            summarise_profile(results["daemon"].profile)
+            summarise_profile(results["daemon"].profile, results["daemon"].elapsed_s)
         return results
 
     async def write_phases(self, settings: Settings, w: Workload) -> tuple[float, float]:
         schema = settings.postgres.schema_name
-        conn = await asyncpg.connect(settings.postgres.dsn.get_secret_value(), server_settings={"timezone": "UTC"})
+        dsn = settings.postgres.dsn.get_secret_value()
+        conn = await asyncpg.connect(dsn, server_settings={"timezone": "UTC"})
         try:
             await _ensure_kline_partitions(conn, settings, w)
             return await copy_limit(conn, schema, w), await store_path(conn, schema, w)
@@ -521,8 +571,11 @@ class Bench:
         run = DaemonRun()
         cpu_before = server_cpu_seconds()
         with self.log_path.open("wb") as log:
-            self.daemon = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-                [sys.executable, "-m", "tickvault", "run"], env=environ(values), stdout=log, stderr=subprocess.STDOUT
+            self.daemon = subprocess.Popen(  # noqa: ASYNC220 - returns at once; watched with poll()
+                [sys.executable, "-m", "tickvault", "run"],
+                env=environ(values),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         spawned = time.perf_counter()
         if self.args.profile:
@@ -545,10 +598,11 @@ class Bench:
         return run
 
     def report_log(self, exit_code: int) -> None:
-        assert self.log_path is not None  # noqa: S101
+        assert self.log_path is not None
         lines = self.log_path.read_text(errors="replace").splitlines()
         bad = [line for line in lines if " WARNING " in line or " ERROR " in line or "Traceback" in line]
-        print(f"daemon exited {exit_code}; log {self.log_path}: {len(lines)} lines, {len(bad)} warnings/errors")
+        print(f"daemon exited {exit_code}; {len(lines)} log lines, {len(bad)} warnings/errors")
+        print(f"  log: {self.log_path}")
         for line in bad[:10]:
             print(f"  {line[:300]}")
         if exit_code != 0:
@@ -570,6 +624,7 @@ class Bench:
         print("row counts match the unique messages published; no dead letters")
 
     async def cleanup(self) -> None:
+        """Stop what we started and drop what we created; report, never hide, what fails."""
         for proc in (self.profiler, self.daemon):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -577,19 +632,34 @@ class Bench:
                     await asyncio.to_thread(proc.wait, 30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if not self.database:
+            return
+        steps = (("streams", self._delete_streams), ("database", self._drop_database))
+        failed = 0
+        for what, step in steps:
+            try:
+                await step()
+            except (asyncpg.PostgresError, aioredis.RedisError, OSError) as exc:
+                failed += 1
+                print(f"cleanup of the {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if not failed:
+            print(f"cleaned up: database {self.database}, {len(self.streams)} streams")
+
+    async def _delete_streams(self) -> None:
         if self.streams:
             redis = aioredis.Redis.from_url(self.args.redis_url)
             try:
                 await redis.delete(*self.streams)
             finally:
                 await redis.aclose()
+
+    async def _drop_database(self) -> None:
         if self.database:
             admin = await asyncpg.connect(self.args.dsn)
             try:
                 await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
             finally:
                 await admin.close()
-        print(f"cleaned up: database {self.database}, {len(self.streams)} streams")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -621,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    except (BenchError, asyncpg.PostgresError, aioredis.RedisError, OSError) as exc:
+    except (BenchError, TickvaultError, asyncpg.PostgresError, aioredis.RedisError, OSError) as exc:
         print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1
     finally:

@@ -1,4 +1,4 @@
-"""tickvault: the storage daemon for trading systems. Public API: records and errors."""
+"""tickvault: the storage daemon for trading systems. Public API: Vault, records, errors."""
 
 from tickvault.errors import (
     ConfigError,
@@ -11,6 +11,7 @@ from tickvault.errors import (
     TickvaultError,
 )
 from tickvault.records import BotState, Fill, Kline, Order, Record
+from tickvault.vault import Vault
 
 __all__ = [
     "BotState",
@@ -26,5 +27,6 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "TickvaultError",
+    "Vault",
 ]
 __version__ = "0.1.0"

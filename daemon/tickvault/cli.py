@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import datetime as dt
 import json
 import logging
 import os
@@ -19,12 +21,14 @@ from typing import Any
 
 from tickvault import app
 from tickvault.errors import TickvaultError
-from tickvault.records import EXAMPLES, json_schemas
+from tickvault.records import EXAMPLES, Record, dump_json, json_schemas
 from tickvault.settings import Settings, load_settings
 from tickvault.sources.redis_streams import connect as redis_connect
 from tickvault.store import Store, migrate
+from tickvault.vault import Vault
 
 log = logging.getLogger("tickvault")
+INTERACTIVE_COMMANDS = frozenset({"query", "dlq"})
 
 
 class _JsonFormatter(logging.Formatter):
@@ -131,6 +135,61 @@ async def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return dump_json(value)
+    return "" if value is None else str(value)
+
+
+def print_records(records: Sequence[Record], fmt: str) -> None:
+    if not records:
+        return
+    columns = list(type(records[0]).COLUMNS)
+    rows = [[_text(getattr(r, c)) for c in columns] for r in records]
+    if fmt == "jsonl":
+        for r in records:
+            values = {c: getattr(r, c) for c in columns}
+            print(dump_json({c: _text(v) if isinstance(v, dt.datetime) else v for c, v in values.items()}))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+        print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+        for row in rows:
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+async def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    window = {"start": args.start, "end": args.end, "limit": args.limit}
+    async with Vault.connect(settings) as vault:
+        records: Sequence[Record]
+        if args.what == "klines":
+            if not (args.exchange and args.symbol):
+                raise TickvaultError("query klines needs --exchange and --symbol")
+            records = await vault.klines(args.exchange, args.symbol, args.interval, **window)
+        elif args.what == "orders":
+            records = await vault.orders(args.exchange, args.symbol, args.bot_id, **window)
+        elif args.what == "fills":
+            records = await vault.fills(args.exchange, args.symbol, args.bot_id, **window)
+        else:
+            bot_ids = [args.bot_id] if args.bot_id else await vault.bot_ids()
+            states = [await vault.load_bot_state(b) for b in bot_ids]
+            records = [s for s in states if s is not None]
+    print_records(records, args.format)
+    print(f"{len(records)} {args.what}", file=sys.stderr)
+    return 0
+
+
+async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from tickvault import dev  # imports the optional embedded servers only when asked for
+
+    return await dev.run(settings, args.data_dir, args.demo)
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     out = Path(args.out)
     (out / "examples").mkdir(parents=True, exist_ok=True)
@@ -167,6 +226,26 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--all", action="store_true", help="every dead letter not yet replayed")
     rep.add_argument("--limit", type=int, default=10_000)
     rep.set_defaults(handler=cmd_dlq_replay)
+    dev = sub.add_parser(
+        "dev", parents=[common], help="run with embedded PostgreSQL and Redis (pip install 'tickvault[dev]')"
+    )
+    dev.add_argument(
+        "--data-dir", type=lambda p: Path(p).absolute(), default=".tickvault",
+        help="where the embedded servers keep data (default: ./.tickvault)",
+    )  # fmt: skip
+    dev.add_argument("--demo", action="store_true", help="also publish a synthetic market and a toy bot")
+    dev.set_defaults(handler=cmd_dev)
+    query = sub.add_parser("query", parents=[common], help="print stored klines, orders, fills or bot state")
+    query.add_argument("what", choices=["klines", "orders", "fills", "bot_state"])
+    query.add_argument("--exchange")
+    query.add_argument("--symbol")
+    query.add_argument("--interval", default="1m", help="klines only (default: 1m)")
+    query.add_argument("--bot-id")
+    query.add_argument("--start", help="inclusive; ISO-8601 with offset or epoch ms")
+    query.add_argument("--end", help="exclusive; ISO-8601 with offset or epoch ms")
+    query.add_argument("--limit", type=int, help="at most this many rows (klines: the latest ones)")
+    query.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
+    query.set_defaults(handler=cmd_query)
     sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
     sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
     sch.set_defaults(handler=None)
@@ -179,6 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "schemas":
             return cmd_schemas(args)
         settings = load_settings(args.config)
+        if args.command in INTERACTIVE_COMMANDS:  # a person is waiting: fail fast, don't retry for minutes
+            pg = settings.postgres
+            settings = settings.model_copy(
+                update={"postgres": pg.model_copy(update={"connect_retries": min(pg.connect_retries, 2)})}
+            )
         setup_logging(settings)
         handler: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
         return asyncio.run(handler(settings, args))

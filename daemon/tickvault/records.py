@@ -39,7 +39,8 @@ MAX_INTEGER_DIGITS: Final = 131_072  # PostgreSQL numeric limits
 MAX_FRACTION_DIGITS: Final = 16_383
 
 
-def _utc(value: Any) -> dt.datetime:
+def parse_timestamp(value: Any) -> dt.datetime:
+    """Epoch milliseconds, an ISO-8601 string with an offset, or an aware datetime → UTC."""
     if isinstance(value, bool):
         raise ValueError("timestamp must be epoch milliseconds or an ISO-8601 string")
     if isinstance(value, int):
@@ -129,7 +130,9 @@ def _decimal_schema(minimum: int | None = None) -> WithJsonSchema:
     )
 
 
-UtcDatetime: TypeAlias = Annotated[dt.datetime, BeforeValidator(_utc), WithJsonSchema(_TIME_SCHEMA)]
+UtcDatetime: TypeAlias = Annotated[
+    dt.datetime, BeforeValidator(parse_timestamp), WithJsonSchema(_TIME_SCHEMA)
+]
 AnyDecimal: TypeAlias = Annotated[Decimal, BeforeValidator(_decimal), _decimal_schema()]
 NonNegDecimal: TypeAlias = Annotated[
     Decimal, BeforeValidator(_decimal), AfterValidator(_non_negative), _decimal_schema(0)

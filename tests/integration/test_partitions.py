@@ -35,7 +35,7 @@ async def test_rows_parked_in_default_partition_move_to_a_new_partition(env: Tes
     await daemon.start()
     # a row that reached the default partition (written before its partition existed)
     await env.fetch(
-        "INSERT INTO {s}.klines (exchange, symbol, \"interval\", open_time, open, high, low, close, "
+        'INSERT INTO {s}.klines (exchange, symbol, "interval", open_time, open, high, low, close, '
         "volume, closed) VALUES ('okx', 'BTC-USDT', '1h', '2018-05-01T00:00:00Z', 1, 1, 1, 1, 1, true)"
     )
     assert await env.count("klines_default") == 1

@@ -257,9 +257,7 @@ def test_negative_kline_prices_are_rejected() -> None:
     assert "negative" in error.reason
 
 
-@pytest.mark.parametrize(
-    ("kind", "field"), [("order", "quantity"), ("fill", "quantity"), ("order", "price")]
-)
+@pytest.mark.parametrize(("kind", "field"), [("order", "quantity"), ("fill", "quantity"), ("order", "price")])
 def test_zero_where_positive_needed_is_rejected(kind: str, field: str) -> None:
     assert field in rejected(kind, **{field: "0"}).reason
 
@@ -627,9 +625,7 @@ def test_json_that_is_not_an_object_is_rejected(payload: bytes, type_name: str) 
     assert type_name in info.value.reason
 
 
-@pytest.mark.parametrize(
-    "payload", [b"", b"{", b"{'a': 1}", b'{"a": 1,}', b"not json", b'{"a": 1} {}']
-)
+@pytest.mark.parametrize("payload", [b"", b"{", b"{'a': 1}", b'{"a": 1,}', b"not json", b'{"a": 1} {}'])
 def test_invalid_json_is_rejected(payload: bytes) -> None:
     with pytest.raises(RecordError) as info:
         decode(payload, "kline")

@@ -35,9 +35,7 @@ def test_committed_files_match_generated(generated: Path) -> None:
     assert COMMITTED.is_dir(), f"schemas/ is missing; {REGENERATE}"
     missing = relative_files(generated) - relative_files(COMMITTED)
     assert not missing, f"schemas/ lacks {sorted(missing)}; {REGENERATE}"
-    extra = {
-        f for f in relative_files(COMMITTED) - relative_files(generated) if f.endswith(".json")
-    }
+    extra = {f for f in relative_files(COMMITTED) - relative_files(generated) if f.endswith(".json")}
     assert not extra, f"schemas/ has stale files {sorted(extra)}; remove them and {REGENERATE}"
     for name in sorted(relative_files(generated)):
         fresh = (generated / name).read_text()

@@ -58,9 +58,7 @@ def test_default_topics_are_the_documented_streams() -> None:
         "tickvault.fills": "fill",
         "tickvault.bot_state": "bot_state",
     }
-    assert load_settings().source.topics == {
-        n: TopicSettings(kind=k) for n, k in DEFAULT_TOPICS.items()
-    }
+    assert load_settings().source.topics == {n: TopicSettings(kind=k) for n, k in DEFAULT_TOPICS.items()}
 
 
 def test_file_values(tmp_path: Path) -> None:
@@ -85,9 +83,7 @@ json = true
 """,
     )
     s = load_settings(path)
-    assert (
-        s.postgres.dsn.get_secret_value() == f"postgresql://app:{PASSWORD}@db.internal:5432/ticks"
-    )
+    assert s.postgres.dsn.get_secret_value() == f"postgresql://app:{PASSWORD}@db.internal:5432/ticks"
     assert s.postgres.schema_name == "market"
     assert s.postgres.pool_max_size == 4
     assert (s.batch.max_rows, s.batch.max_age_s) == (250, 1.5)
@@ -150,15 +146,11 @@ def test_env_without_file(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_env_topics_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(
-        "TICKVAULT_SOURCE__TOPICS", '{"feed.all": "mixed", "feed.k": {"kind": "kline"}}'
-    )
+    monkeypatch.setenv("TICKVAULT_SOURCE__TOPICS", '{"feed.all": "mixed", "feed.k": {"kind": "kline"}}')
     assert topic_kinds(load_settings()) == {"feed.all": None, "feed.k": "kline"}
 
 
-def test_env_topics_replace_the_file_topics(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_env_topics_replace_the_file_topics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The env value of an option replaces the file's value; for the topic map that means the
     # daemon consumes exactly the topics named in the variable, not those plus the file's.
     path = write_config(tmp_path, '[source]\ntopics = {"old.klines" = "kline"}\n')
@@ -194,9 +186,7 @@ def test_overrides_beat_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("[batch]\nmax_row = 1\n", "batch.max_row"),
     ],
 )
-def test_unknown_key_in_file_is_a_one_line_config_error(
-    tmp_path: Path, text: str, where: str
-) -> None:
+def test_unknown_key_in_file_is_a_one_line_config_error(tmp_path: Path, text: str, where: str) -> None:
     message = config_error(write_config(tmp_path, text))
     assert where in message
     assert "Extra inputs are not permitted" in message
@@ -211,9 +201,7 @@ def test_unknown_key_in_file_is_a_one_line_config_error(
         ('[log]\nlevel = "verbose"\n', "log.level"),
     ],
 )
-def test_invalid_value_in_file_is_a_one_line_config_error(
-    tmp_path: Path, text: str, where: str
-) -> None:
+def test_invalid_value_in_file_is_a_one_line_config_error(tmp_path: Path, text: str, where: str) -> None:
     assert where in config_error(write_config(tmp_path, text))
 
 

@@ -88,6 +88,10 @@ class Store:
         now = dt.datetime.now(dt.UTC)
         await self._run(lambda conn: self._partitioner.ensure_ahead(conn, now))
 
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._run(lambda conn: conn.fetch(sql, *args))
+        return rows
+
     async def ping(self) -> None:
         await self._run(lambda conn: conn.fetchval("SELECT 1"))
 
