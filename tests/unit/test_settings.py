@@ -242,3 +242,19 @@ def test_settings_are_frozen() -> None:
     s = load_settings()
     with pytest.raises(ValueError, match="frozen"):
         s.batch.max_rows = 1  # type: ignore[misc]
+
+
+def test_example_config_documents_every_option_with_its_default() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "tickvault.example.toml"
+    loaded = load_settings(example)
+    defaults = load_settings()
+    for section in ("postgres", "source", "batch", "metrics", "log", "run"):
+        assert getattr(loaded, section) == getattr(defaults, section), section
+    text = example.read_text()
+    for section, model in (
+        ("postgres", loaded.postgres), ("redis", loaded.redis), ("batch", loaded.batch),
+        ("metrics", loaded.metrics), ("log", loaded.log), ("run", loaded.run), ("source", loaded.source),
+    ):  # fmt: skip
+        for name, field in type(model).model_fields.items():
+            key = field.alias or name
+            assert f"TICKVAULT_{section.upper()}__{key.upper()}" in text, f"{section}.{key} is undocumented"
