@@ -28,7 +28,8 @@ from tickvault.store import Store, migrate
 from tickvault.vault import Vault
 
 log = logging.getLogger("tickvault")
-INTERACTIVE_COMMANDS = frozenset({"query", "dlq"})
+# a person is waiting on these: fail fast instead of retrying PostgreSQL for minutes
+CONNECT_RETRIES_BY_COMMAND = {"check": 0, "query": 2, "dlq": 2}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -71,7 +72,7 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    pg = settings.postgres.model_copy(update={"connect_retries": 0})
+    pg = settings.postgres
     try:
         async with Store(pg) as store:
             current, found, head = await store.migrations_current()
@@ -147,12 +148,13 @@ def print_records(records: Sequence[Record], fmt: str) -> None:
     if not records:
         return
     columns = list(type(records[0]).COLUMNS)
-    rows = [[_text(getattr(r, c)) for c in columns] for r in records]
     if fmt == "jsonl":
         for r in records:
             values = {c: getattr(r, c) for c in columns}
             print(dump_json({c: _text(v) if isinstance(v, dt.datetime) else v for c, v in values.items()}))
-    elif fmt == "csv":
+        return
+    rows = [[_text(getattr(r, c)) for c in columns] for r in records]
+    if fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
         writer.writerows(rows)
@@ -176,9 +178,7 @@ async def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
         elif args.what == "fills":
             records = await vault.fills(args.exchange, args.symbol, args.bot_id, **window)
         else:
-            bot_ids = [args.bot_id] if args.bot_id else await vault.bot_ids()
-            states = [await vault.load_bot_state(b) for b in bot_ids]
-            records = [s for s in states if s is not None]
+            records = await vault.bot_states(args.bot_id)
     print_records(records, args.format)
     print(f"{len(records)} {args.what}", file=sys.stderr)
     return 0
@@ -258,10 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "schemas":
             return cmd_schemas(args)
         settings = load_settings(args.config)
-        if args.command in INTERACTIVE_COMMANDS:  # a person is waiting: fail fast, don't retry for minutes
+        if args.command in CONNECT_RETRIES_BY_COMMAND:
             pg = settings.postgres
+            retries = min(pg.connect_retries, CONNECT_RETRIES_BY_COMMAND[args.command])
             settings = settings.model_copy(
-                update={"postgres": pg.model_copy(update={"connect_retries": min(pg.connect_retries, 2)})}
+                update={"postgres": pg.model_copy(update={"connect_retries": retries})}
             )
         setup_logging(settings)
         handler: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.handler

@@ -48,7 +48,6 @@ class PostgresSettings(_Section):
     timescale: Literal["auto", "on", "off"] = "auto"
     partition_interval_days: int = Field(7, ge=1, le=366)
     partitions_ahead: int = Field(2, ge=0, le=52)
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TopicSettings(_Section):
@@ -100,7 +99,6 @@ class MetricsSettings(_Section):
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(False, alias="json")
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RunSettings(_Section):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -129,13 +129,16 @@ class Vault:
 
     async def load_bot_state(self, bot_id: str) -> BotState | None:
         """The newest state snapshot of a bot, or None if it never sent one."""
-        states = await self._select(BotState, "bot_state", {"bot_id": bot_id}, None, None, 1)
-        if not states:
-            return None
-        state = states[0]
-        parsed = json.loads(state.state, parse_float=Decimal) if isinstance(state.state, str) else state.state
-        return state.model_copy(update={"state": parsed})
+        states = await self.bot_states(bot_id)
+        return states[0] if states else None
 
-    async def bot_ids(self) -> Sequence[str]:
-        rows = await self._store.fetch(f"SELECT bot_id FROM {self._schema}.bot_state ORDER BY bot_id")  # noqa: S608
-        return [row[0] for row in rows]
+    async def bot_states(self, bot_id: str | None = None) -> list[BotState]:
+        """The newest snapshot of every bot (or of one), ordered by bot_id."""
+        states = await self._select(BotState, "bot_state", {"bot_id": bot_id}, None, None, None)
+        states.sort(key=lambda s: s.bot_id)
+        return [
+            s.model_copy(update={"state": json.loads(s.state, parse_float=Decimal)})
+            if isinstance(s.state, str)
+            else s
+            for s in states
+        ]
