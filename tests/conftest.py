@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from tests.helpers import Daemon, TestEnv, private_postgres
+from tests.helpers import Daemon, KafkaBroker, TestEnv, private_postgres
 from tickvault.settings import Settings
 
 ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -46,13 +46,33 @@ def test_database() -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """One in-memory Tansu broker for the session, started on first use."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("tansu") / "tansu.log")
+    broker.start()
+    yield broker
+    broker.kill()
+
+
 @pytest.fixture
-async def env(test_database: str) -> AsyncIterator[TestEnv]:
-    """A unique schema and unique stream names, cleaned up after the test."""
+def source(request: pytest.FixtureRequest) -> str:
+    """The message source a test runs against; modules parametrise it with SOURCES."""
+    return str(getattr(request, "param", "redis"))
+
+
+@pytest.fixture
+async def env(test_database: str, source: str, request: pytest.FixtureRequest) -> AsyncIterator[TestEnv]:
+    """A unique schema and unique topic/stream names, cleaned up after the test."""
     tag = uuid.uuid4().hex[:10]
     redis = aioredis.Redis.from_url(REDIS_URL)
     test_env = TestEnv(dsn=test_database, schema=f"t_{tag}", tag=tag, redis=redis, redis_url=REDIS_URL)
+    if source == "kafka":
+        test_env.source = "kafka"
+        test_env.kafka = request.getfixturevalue("kafka_broker")
+        await test_env.kafka.create_topics(list(test_env.topics), test_env.partitions)
     yield test_env
+    await test_env.close()
     keys = [k async for k in redis.scan_iter(match=f"t{tag}.*")]
     if keys:
         await redis.delete(*keys)

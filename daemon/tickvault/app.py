@@ -15,9 +15,10 @@ import signal
 
 from tickvault import metrics
 from tickvault.codecs import CODECS
-from tickvault.pipeline import Pipeline, PipelineConfig, Route
-from tickvault.settings import Settings
+from tickvault.pipeline import Pipeline, PipelineConfig, Route, Routes
+from tickvault.settings import Settings, TopicSettings
 from tickvault.sources import Source
+from tickvault.sources.kafka import KafkaSource
 from tickvault.sources.redis_streams import RedisStreamsSource
 from tickvault.store import Store, migrate
 
@@ -25,23 +26,33 @@ log = logging.getLogger(__name__)
 
 
 def build_source(settings: Settings) -> Source:
+    if settings.source.kind == "kafka":
+        return KafkaSource(settings.kafka, list(settings.source.topics), list(settings.source.patterns))
     return RedisStreamsSource(settings.redis, list(settings.source.topics))
 
 
-def build_routes(settings: Settings) -> dict[str, Route]:
-    return {
-        name: Route(None if t.kind == "mixed" else t.kind, CODECS[t.codec])
-        for name, t in settings.source.topics.items()
-    }
+def _route(topic: TopicSettings) -> Route:
+    return Route(None if topic.kind == "mixed" else topic.kind, CODECS[topic.codec])
+
+
+def build_routes(settings: Settings) -> Routes:
+    return Routes(
+        {name: _route(t) for name, t in settings.source.topics.items()},
+        {pattern: _route(t) for pattern, t in settings.source.patterns.items()},
+    )
 
 
 def pipeline_config(settings: Settings) -> PipelineConfig:
+    if settings.source.kind == "kafka":
+        read_count, read_timeout_s = settings.kafka.max_poll_records, settings.kafka.poll_timeout_ms / 1000
+    else:
+        read_count, read_timeout_s = settings.redis.read_count, settings.redis.block_ms / 1000
     return PipelineConfig(
         max_rows=settings.batch.max_rows,
         max_age_s=settings.batch.max_age_s,
         max_backlog_rows=settings.batch.max_backlog_rows,
-        read_count=settings.redis.read_count,
-        read_timeout_s=settings.redis.block_ms / 1000,
+        read_count=read_count,
+        read_timeout_s=read_timeout_s,
         max_message_bytes=settings.source.max_message_bytes,
         retry_max_backoff_s=settings.postgres.retry_max_backoff_s,
     )
@@ -71,6 +82,26 @@ async def _maintain_partitions(store: Store, interval_s: float) -> None:
             log.warning("partition maintenance failed (%s); next try in %.0fs", exc, interval_s)
 
 
+async def _report_lag(source: Source, name: str, interval_s: float) -> None:
+    """Keep tickvault_source_lag_messages current; series of partitions no longer owned go."""
+    shown: set[tuple[str, str, str, str]] = set()
+    while True:
+        try:
+            lags = await asyncio.wait_for(source.lag(), interval_s)
+        except Exception as exc:
+            log.debug("lag not measured (%s)", type(exc).__name__)
+        else:
+            now = set()
+            for lag in lags:
+                labels = (name, lag.group, lag.topic, lag.partition)
+                metrics.SOURCE_LAG.labels(*labels).set(lag.messages)
+                now.add(labels)
+            for labels in shown - now:
+                metrics.SOURCE_LAG.remove(*labels)
+            shown = now
+        await asyncio.sleep(interval_s)
+
+
 async def run(
     settings: Settings, stop: asyncio.Event | None = None, health: metrics.Health | None = None
 ) -> int:
@@ -86,10 +117,11 @@ async def run(
         store = await stack.enter_async_context(Store(settings.postgres, writer=True))
         source = await stack.enter_async_context(build_source(settings))
         pipeline = Pipeline(source, store, build_routes(settings), pipeline_config(settings), health)
-        maintenance = asyncio.create_task(
-            _maintain_partitions(store, settings.run.partition_check_interval_s)
-        )
-        stack.callback(maintenance.cancel)
+        for background in (
+            _maintain_partitions(store, settings.run.partition_check_interval_s),
+            _report_lag(source, settings.source.kind, settings.metrics.lag_interval_s),
+        ):
+            stack.callback(asyncio.create_task(background).cancel)
         return await _supervise(pipeline, stop, settings.run.drain_grace_s, health)
     return 1  # pragma: no cover - the exit stack re-raises
 

@@ -23,6 +23,7 @@ from tickvault import app
 from tickvault.errors import TickvaultError
 from tickvault.records import EXAMPLES, Record, dump_json, json_schemas
 from tickvault.settings import Settings, load_settings
+from tickvault.sources import kafka
 from tickvault.sources.redis_streams import connect as redis_connect
 from tickvault.store import Store, migrate
 from tickvault.vault import Vault
@@ -82,16 +83,22 @@ async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     if not current:
         print(f"unhealthy: schema {pg.schema_name} is at migration {found or 'none'}, expected {head}")
         return 1
+    kind = settings.source.kind
+    try:
+        await (kafka.ping(settings.kafka) if kind == "kafka" else _ping_redis(settings))
+    except Exception as exc:
+        print(f"unhealthy: {kind} unreachable: {type(exc).__name__}")
+        return 1
+    print(f"healthy: postgres schema {pg.schema_name} at {head}, {kind} source reachable")
+    return 0
+
+
+async def _ping_redis(settings: Settings) -> None:
     redis = redis_connect(settings.redis)
     try:
         await redis.ping()
-    except Exception as exc:
-        print(f"unhealthy: redis unreachable: {type(exc).__name__}")
-        return 1
     finally:
         await redis.aclose()
-    print(f"healthy: postgres schema {pg.schema_name} at {head}, redis source reachable")
-    return 0
 
 
 async def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -120,20 +127,29 @@ async def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     if not args.ids and not args.all:
         raise TickvaultError("name dead letters with --id, or pass --all")
+    kind = settings.source.kind
     async with Store(settings.postgres) as store:
         rows = await store.dead_letters(ids=args.ids or (), limit=args.limit)
-        rows = [r for r in rows if r.letter.source == "redis"]
-        redis = redis_connect(settings.redis)
-        try:
-            async with redis.pipeline(transaction=False) as pipe:
-                for row in rows:
-                    pipe.xadd(row.letter.stream, {"data": row.letter.payload})
-                await pipe.execute()
-        finally:
-            await redis.aclose()
+        rows = [r for r in rows if r.letter.source == kind]
+        records = [(r.letter.stream, r.letter.payload) for r in rows]
+        if kind == "kafka":
+            await kafka.publish(settings.kafka, records)
+        else:
+            await _xadd(settings, records)
         await store.mark_replayed([r.id for r in rows])
     print(f"replayed {len(rows)} dead letters")
     return 0
+
+
+async def _xadd(settings: Settings, records: Sequence[tuple[str, bytes]]) -> None:
+    redis = redis_connect(settings.redis)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for stream, payload in records:
+                pipe.xadd(stream, {"data": payload})
+            await pipe.execute()
+    finally:
+        await redis.aclose()
 
 
 def _text(value: Any) -> str:

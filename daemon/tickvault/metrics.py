@@ -42,6 +42,12 @@ BACKLOG_ROWS = Gauge("tickvault_backlog_rows", "Messages read but not yet acknow
 STORE_RETRIES = Counter(
     "tickvault_store_retries_total", "Batch writes retried because PostgreSQL was unavailable"
 )
+SOURCE_LAG = Gauge(
+    "tickvault_source_lag_messages",
+    "Messages the consumer group has not committed yet: per Kafka partition the high watermark "
+    "minus the committed offset; per Redis stream the undelivered entries plus the pending ones",
+    ["source", "group", "topic", "partition"],
+)
 UP = Gauge("tickvault_ready", "1 while the daemon is consuming and PostgreSQL accepts writes")
 
 

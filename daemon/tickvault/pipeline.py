@@ -7,8 +7,9 @@ retrying while PostgreSQL is unavailable, writes rows the database refused to
 dead_letters, and only then acknowledges the batch's messages to the source.
 
 The backlog counts messages read but not yet acknowledged; when it reaches
-`max_backlog_rows` the reader stops reading, so memory stays bounded and the broker keeps
-the rest. On stop, the reader stops first, then every flusher writes and acknowledges what
+`max_backlog_rows` the reader stops reading (calling the source's `idle` now and then, so a
+Kafka consumer pauses its partitions yet stays in its group), memory stays bounded and the
+broker keeps the rest. On stop, the reader stops first, then every flusher writes and acknowledges what
 it holds and exits.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -32,12 +34,30 @@ from tickvault.store import DeadLetter, Store
 
 log = logging.getLogger(__name__)
 DEAD: Final = "dead_letter"
+IDLE_POLL_S: Final = 1.0  # how often a reader blocked by a full backlog tells the source it is alive
 
 
 @dataclass(frozen=True)
 class Route:
     kind: str | None  # the kind messages on this topic default to; None: each message says
     codec: Codec
+
+
+class Routes:
+    """Topic name → Route: exact names first, then the first pattern that matches the whole
+    name (Kafka subscriptions by regex); the answer is cached per topic."""
+
+    def __init__(self, exact: Mapping[str, Route], patterns: Mapping[str, Route] | None = None) -> None:
+        self._cache: dict[str, Route | None] = dict(exact)
+        self._patterns = [(re.compile(p), route) for p, route in (patterns or {}).items()]
+
+    def get(self, topic: str) -> Route | None:
+        try:
+            return self._cache[topic]
+        except KeyError:
+            route = next((r for p, r in self._patterns if p.fullmatch(topic)), None)
+            self._cache[topic] = route
+            return route
 
 
 @dataclass(frozen=True)
@@ -119,14 +139,16 @@ class Backlog:
         if self.size < self.limit:
             self._room.set()
 
-    async def wait_for_room(self, *interrupts: asyncio.Event) -> None:
-        """Return when there is room, or when any of `interrupts` is set."""
+    async def wait_for_room(self, *interrupts: asyncio.Event, timeout_s: float | None = None) -> bool:
+        """Return True when there is room; False when any of `interrupts` is set or
+        `timeout_s` passes first."""
         if self._room.is_set():
-            return
+            return True
         waiters = {asyncio.ensure_future(e.wait()) for e in (self._room, *interrupts)}
-        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        _, pending = await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
+        return self._room.is_set()
 
 
 def _count(counts: Counter[tuple[Any, ...]]) -> None:
@@ -139,7 +161,7 @@ class Pipeline:
         self,
         source: Source,
         store: Store,
-        routes: Mapping[str, Route],
+        routes: Routes,
         config: PipelineConfig,
         health: metrics.Health | None = None,
     ) -> None:
@@ -175,9 +197,10 @@ class Pipeline:
     async def _read_loop(self, stop: asyncio.Event, failed: asyncio.Event) -> None:
         self.health.set(True)
         while not stop.is_set() and not failed.is_set():
-            await self.backlog.wait_for_room(stop, failed)
-            if stop.is_set() or failed.is_set():
-                break
+            if not await self.backlog.wait_for_room(stop, failed, timeout_s=IDLE_POLL_S):
+                if not stop.is_set() and not failed.is_set():
+                    await self.source.idle()  # full: stay in the consumer group, take nothing
+                continue
             room = max(1, min(self.config.read_count, self.backlog.limit - self.backlog.size))
             messages = await self.source.read(room, self.config.read_timeout_s)
             if messages:

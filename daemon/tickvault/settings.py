@@ -7,11 +7,20 @@ is the only reader of the environment; it opens no connection.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,13 +65,14 @@ class TopicSettings(_Section):
 
 
 class SourceSettings(_Section):
-    kind: Literal["redis"] = "redis"
+    kind: Literal["redis", "kafka"] = "redis"
     topics: dict[str, TopicSettings] = Field(
         default_factory=lambda: {name: TopicSettings(kind=kind) for name, kind in DEFAULT_TOPICS.items()}
     )
+    patterns: dict[str, TopicSettings] = Field(default_factory=dict)
     max_message_bytes: int = Field(1_048_576, ge=1024)
 
-    @field_validator("topics", mode="before")
+    @field_validator("topics", "patterns", mode="before")
     @classmethod
     def _short_form(cls, value: Any) -> Any:
         """Allow `topics = {"name" = "kline"}` as well as the table form."""
@@ -70,9 +80,33 @@ class SourceSettings(_Section):
             return {k: {"kind": v} if isinstance(v, str) else v for k, v in value.items()}
         return value
 
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: dict[str, TopicSettings]) -> dict[str, TopicSettings]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_read(self) -> SourceSettings:
+        if self.patterns and self.kind != "kafka":
+            raise ValueError("patterns need kind = 'kafka'; Redis Streams are named one by one in topics")
+        if not self.topics and not self.patterns:
+            raise ValueError("name at least one topic or pattern")
+        return self
+
 
 class RedisSettings(_Section):
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_ca_certs: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
     group: str = Field("tickvault", min_length=1)
     consumer: str = Field(default_factory=socket.gethostname, min_length=1)
     start_id: str = Field("0", pattern=r"^(\$|0|\d+-\d+)$")
@@ -82,6 +116,48 @@ class RedisSettings(_Section):
     claim_interval_s: float = Field(10.0, gt=0)
     connect_retries: int = Field(30, ge=0)
     retry_max_backoff_s: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> RedisSettings:
+        tls_files = self.ssl_ca_certs or self.ssl_certfile or self.ssl_keyfile
+        if tls_files and not self.url.get_secret_value().startswith("rediss://"):
+            raise ValueError("ssl_* options need a rediss:// url")
+        return self
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
+    group_id: str = Field("tickvault", min_length=1)
+    client_id: str = Field(default_factory=lambda: f"tickvault-{socket.gethostname()}", min_length=1)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = Field(1000, ge=1)
+    poll_timeout_ms: int = Field(200, ge=1)
+    fetch_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_partition_fetch_bytes: int = Field(1024 * 1024, ge=1024)
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    revoke_timeout_s: float = Field(10.0, gt=0)
+    commit_interval_s: float = Field(0.2, ge=0)
+    connect_retries: int = Field(30, ge=0)
+    retry_max_backoff_s: float = Field(5.0, gt=0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"{self.security_protocol} needs sasl_username and sasl_password")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        return self
 
 
 class BatchSettings(_Section):
@@ -94,6 +170,7 @@ class MetricsSettings(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"
     port: int = Field(9108, ge=0, le=65535)
+    lag_interval_s: float = Field(5.0, gt=0)
 
 
 class LogSettings(_Section):
@@ -114,6 +191,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     source: SourceSettings = SourceSettings()
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     batch: BatchSettings = BatchSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
@@ -132,13 +210,14 @@ class Settings(BaseSettings):
 
 
 class _TomlSource(TomlConfigSettingsSource):
-    """The TOML file, except that topics given in the environment replace the file's topics
-    instead of merging with them (otherwise a topic could never be removed by env)."""
+    """The TOML file, except that topics or patterns given in the environment replace the
+    file's instead of merging with them (otherwise a topic could never be removed by env)."""
 
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()
-        if "TICKVAULT_SOURCE__TOPICS" in os.environ and isinstance(data.get("source"), dict):
-            data["source"] = {k: v for k, v in data["source"].items() if k != "topics"}
+        in_env = {k for k in ("topics", "patterns") if f"TICKVAULT_SOURCE__{k.upper()}" in os.environ}
+        if in_env and isinstance(data.get("source"), dict):
+            data["source"] = {k: v for k, v in data["source"].items() if k not in in_env}
         return data
 
 

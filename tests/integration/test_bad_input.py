@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Daemon, TestEnv, free_port
+from tests.helpers import SOURCES, Daemon, TestEnv, free_port
 from tickvault.records import EXAMPLES
 from tickvault.settings import Settings
 from tickvault.store import DeadLetter, Store, migrate
@@ -28,6 +29,9 @@ from tickvault.store import DeadLetter, Store, migrate
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MAX_MESSAGE_BYTES = 1_048_576
 TEN_MB = 10 * 1024 * 1024
+
+
+BOTH_SOURCES = pytest.mark.parametrize("source", SOURCES, indirect=True)
 
 
 # --- message builders -------------------------------------------------------------------
@@ -100,7 +104,6 @@ BAD: tuple[Bad, ...] = (
     Bad("kline", js(kline(0, open_time="2026-01-01T00:00:00")), "invalid", ("open_time", "offset")),
     Bad("kline", js(kline(0, interval="7m")), "invalid", ("interval",)),
     Bad("kline", js(kline(0, kind="trade")), "unknown_kind", ("unknown kind 'trade'",)),
-    Bad("kline", padded_kline(TEN_MB), "too_large", ("exceeds", str(TEN_MB), str(MAX_MESSAGE_BYTES))),
     Bad("kline", b"[1, 2, 3]", "not_object", ("list", "not an object")),
     Bad("kline", b'"kline"', "not_object", ("str", "not an object")),
     Bad("kline", b"42", "not_object", ("not an object",)),
@@ -130,6 +133,16 @@ BAD: tuple[Bad, ...] = (
     Bad("mixed", b'{"kind": "fill", \xc3\x28}', "not_utf8", ("UTF-8",)),
     Bad("mixed", b"[]", "not_object", ("not an object",)),
 )
+# (max_message_bytes, size of the too-large message): Kafka brokers refuse 10 MB records
+LIMITS = {"redis": (MAX_MESSAGE_BYTES, TEN_MB), "kafka": (65_536, 100_000)}
+
+
+def bad_messages(source: str) -> tuple[Bad, ...]:
+    limit, size = LIMITS[source]
+    too_large = Bad("kline", padded_kline(size), "too_large", ("exceeds", str(size), str(limit)))
+    return (*BAD, too_large)
+
+
 KIND_OF_STREAM = {"kline": "kline", "order": "order", "fill": "fill", "bot_state": "bot_state", "mixed": None}
 
 
@@ -167,8 +180,7 @@ def registry_value(name: str, **labels: str) -> float:
 
 
 async def xadd(env: TestEnv, stream: str, payload: bytes) -> str:
-    entry_id = await env.redis.xadd(env.stream(stream), {"data": payload})
-    return entry_id.decode()
+    return await env.add(stream, payload)
 
 
 async def letters_by_entry(env: TestEnv) -> dict[tuple[str, str], Any]:
@@ -182,7 +194,7 @@ async def settle(env: TestEnv, task: asyncio.Task[int], timeout_s: float) -> boo
     """Wait until nothing is undelivered or pending, or the daemon exits; True if settled."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not task.done():
-        if await env.lag() == 0 and await env.pending() == 0:
+        if await env.unsettled() == 0:
             return True
         await asyncio.sleep(0.1)
     return False
@@ -205,13 +217,14 @@ async def stop_daemons(daemon: Daemon) -> list[object]:
 def metrics_settings(env: TestEnv, port: int) -> Settings:
     return env.settings(
         metrics={"enabled": True, "port": port, "host": "127.0.0.1"},
-        source={"max_message_bytes": MAX_MESSAGE_BYTES},
+        source={"max_message_bytes": LIMITS[env.source][0]},
     )
 
 
 # --- tests --------------------------------------------------------------------------------
 
 
+@BOTH_SOURCES
 async def test_every_bad_message_is_dead_lettered_and_the_good_ones_land(
     env: TestEnv, daemon: Daemon
 ) -> None:
@@ -227,17 +240,22 @@ async def test_every_bad_message_is_dead_lettered_and_the_good_ones_land(
         goods[stream].append(message)
         await xadd(env, stream, js(message))
 
-    for bad in BAD:
+    bads = bad_messages(env.source)
+    for bad in bads:
         await publish_good(bad.stream)
         published[(env.stream(bad.stream), await xadd(env, bad.stream, bad.payload))] = bad
         await publish_good(bad.stream)
-    no_data_id = (await env.redis.xadd(env.stream("kline"), {"payload": js(kline(98))})).decode()
+    # a malformed entry: a stream entry without the `data` field, or a Kafka record without a value
+    if env.source == "redis":
+        no_data_id = (await env.redis.xadd(env.stream("kline"), {"payload": js(kline(98))})).decode()
+    else:
+        [no_data_id] = await env.send("kline", [None])
     await publish_good("kline")
 
     await daemon.drain(timeout_s=60)
     after = await asyncio.to_thread(scrape, port)
     assert await daemon.stop_all() == [0]
-    assert await env.pending() == 0
+    assert await env.unsettled() == 0
 
     # every good message landed, with its exact values
     good_klines = goods["kline"] + [m for m in goods["mixed"] if m["kind"] == "kline"]
@@ -272,11 +290,11 @@ async def test_every_bad_message_is_dead_lettered_and_the_good_ones_land(
 
     # exactly one dead letter per bad message, each with the right category, reason and bytes
     letters = await letters_by_entry(env)
-    assert len(letters) == len(BAD) + 1
+    assert len(letters) == len(bads) + 1
     for key, bad in published.items():
         row = letters[key]
         assert (row["source"], row["category"], row["kind"]) == (
-            "redis",
+            env.source,
             bad.category,
             KIND_OF_STREAM[bad.stream],
         )
@@ -288,12 +306,16 @@ async def test_every_bad_message_is_dead_lettered_and_the_good_ones_land(
 
     no_data = letters[(env.stream("kline"), no_data_id)]
     assert (no_data["category"], no_data["kind"]) == ("malformed_entry", "kline")
-    assert "'data'" in no_data["reason"]
-    assert json.loads(bytes(no_data["payload"])) == {"payload": json.dumps(kline(98))}
+    if env.source == "redis":
+        assert "'data'" in no_data["reason"]
+        assert json.loads(bytes(no_data["payload"])) == {"payload": json.dumps(kline(98))}
+    else:
+        assert "no value" in no_data["reason"]
+        assert bytes(no_data["payload"]) == b""
 
     # the counters moved by exactly what was published
     by_category: dict[str, int] = {}
-    for bad in BAD:
+    for bad in bads:
         by_category[bad.category] = by_category.get(bad.category, 0) + 1
     by_category["malformed_entry"] = 1
     for category, n in by_category.items():
@@ -301,7 +323,7 @@ async def test_every_bad_message_is_dead_lettered_and_the_good_ones_land(
             before, "tickvault_dead_letters_total", reason=category
         )
         assert moved == n, category
-    kline_invalid = sum(1 for b in BAD if b.stream == "kline" and b.category == "invalid")
+    kline_invalid = sum(1 for b in bads if b.stream == "kline" and b.category == "invalid")
     moved = sample(after, "tickvault_messages_rejected_total", kind="kline", reason="invalid") - sample(
         before, "tickvault_messages_rejected_total", kind="kline", reason="invalid"
     )
@@ -309,7 +331,7 @@ async def test_every_bad_message_is_dead_lettered_and_the_good_ones_land(
     moved = sample(after, "tickvault_messages_consumed_total", kind="mixed") - sample(
         before, "tickvault_messages_consumed_total", kind="mixed"
     )
-    assert moved == len(goods["mixed"]) + sum(1 for b in BAD if b.stream == "mixed")
+    assert moved == len(goods["mixed"]) + sum(1 for b in bads if b.stream == "mixed")
     moved = sample(after, "tickvault_messages_accepted_total", kind="kline") - sample(
         before, "tickvault_messages_accepted_total", kind="kline"
     )
@@ -320,6 +342,7 @@ def _ms(ts: dt.datetime) -> int:
     return int((ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds() * 1000)
 
 
+@BOTH_SOURCES
 async def test_database_rejected_bot_state_does_not_sink_its_batch(env: TestEnv, daemon: Daemon) -> None:
     """A NUL inside a JSON string passes validation, but PostgreSQL jsonb refuses it."""
     nul = b'{"bot_id": "bot-nul", "ts": 1767225604000, "seq": 1, "state": {"note": "a\\u0000b"}}'
@@ -344,11 +367,11 @@ async def test_database_rejected_bot_state_does_not_sink_its_batch(env: TestEnv,
     letters = await letters_by_entry(env)
     assert list(letters) == [(env.stream("bot_state"), nul_id)]
     row = letters[(env.stream("bot_state"), nul_id)]
-    assert (row["category"], row["kind"], row["source"]) == ("db_rejected", "bot_state", "redis")
+    assert (row["category"], row["kind"], row["source"]) == ("db_rejected", "bot_state", env.source)
     assert "database rejected the row" in row["reason"]
     assert "\\u0000" in row["reason"] or "Unicode" in row["reason"], row["reason"]
     assert bytes(row["payload"]) == nul
-    assert await env.pending() == 0
+    assert await env.unsettled() == 0
     assert registry_value("tickvault_dead_letters_total", reason="db_rejected") - before == 1
     rejected_after = registry_value(
         "tickvault_messages_rejected_total", kind="bot_state", reason="db_rejected"
@@ -401,6 +424,7 @@ async def _poison_pill(
     return letters
 
 
+@BOTH_SOURCES
 async def test_timestamp_that_overflows_utc_is_dead_lettered(env: TestEnv, daemon: Daemon) -> None:
     # year 1 at +01:00 is valid ISO-8601, but converting it to UTC leaves datetime's range
     payload = js(kline(0, open_time="0001-01-01T00:00:00+01:00", close_time=None))
@@ -410,6 +434,7 @@ async def test_timestamp_that_overflows_utc_is_dead_lettered(env: TestEnv, daemo
     assert await env.count("klines") == 2
 
 
+@BOTH_SOURCES
 async def test_deeply_nested_json_is_dead_lettered(env: TestEnv, daemon: Daemon) -> None:
     payload = b"[" * 100_000 + b"]" * 100_000  # 200 kB, within the size limit
     letters = await _poison_pill(env, daemon, "kline", payload, [kline(1), kline(2)])
@@ -417,6 +442,7 @@ async def test_deeply_nested_json_is_dead_lettered(env: TestEnv, daemon: Daemon)
     assert await env.count("klines") == 2
 
 
+@BOTH_SOURCES
 async def test_decimal_beyond_postgres_numeric_range_is_dead_lettered(env: TestEnv, daemon: Daemon) -> None:
     # finite and valid for Decimal, but PostgreSQL's numeric cannot hold the exponent
     payload = js(kline(0, volume="1e-20000"))
@@ -426,6 +452,7 @@ async def test_decimal_beyond_postgres_numeric_range_is_dead_lettered(env: TestE
     assert await env.count("klines") == 2
 
 
+@BOTH_SOURCES
 async def test_deeply_nested_bot_state_does_not_stop_the_daemon(env: TestEnv, daemon: Daemon) -> None:
     depth = 600  # parses (below json's recursion guard); it must then be stored or dead-lettered
     payload = (

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Daemon, TestEnv
+from tests.helpers import SOURCES, Daemon, TestEnv
 from tests.integration import workload
 from tickvault.records import RECORD_TYPES
 
@@ -36,6 +36,7 @@ async def ingested_at(env: TestEnv) -> dict[str, list[Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("source", SOURCES, indirect=True)
 async def test_100k_mixed_messages_exactly_once_then_replay_changes_nothing(
     env: TestEnv, daemon: Daemon
 ) -> None:

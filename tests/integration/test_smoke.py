@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import Daemon, TestEnv
+import pytest
+
+from tests.helpers import SOURCES, Daemon, TestEnv
+
+pytestmark = pytest.mark.parametrize("source", SOURCES, indirect=True)
 
 
 async def test_one_message_per_kind_lands(env: TestEnv, daemon: Daemon) -> None:

@@ -9,8 +9,12 @@ Contract of a `Source`:
   in PostgreSQL (or the message is durable in dead_letters). Acknowledging the same message
   twice is harmless. Messages may be acknowledged in any order; a source whose broker tracks
   a single position per partition must not move that position past an unacknowledged message.
+- `idle()` is called instead of `read` while the pipeline's backlog is full: the source
+  takes nothing but keeps its consumer-group membership alive (Kafka pauses its partitions).
 - Connection losses are retried inside the source with bounded backoff; `read` and `ack`
   return normally once the broker is back, and raise only on unrecoverable errors.
+- `lag()` reports, per topic (and partition), how many messages the consumer group has not
+  yet committed; it only reads broker state.
 - Entering the context connects (creating consumer groups if missing); leaving it closes.
 """
 
@@ -30,6 +34,14 @@ class Message:
     error: str | None = None  # the entry itself is malformed; `payload` then holds what it had
 
 
+@dataclass(frozen=True, slots=True)
+class Lag:
+    topic: str
+    partition: str  # Kafka partition number; "" for a Redis stream
+    group: str
+    messages: int  # not yet committed by the group: undelivered plus delivered-unacknowledged
+
+
 class Source(Protocol):
     name: str
 
@@ -41,4 +53,6 @@ class Source(Protocol):
 
     async def ack(self, messages: Sequence[Message]) -> None: ...
 
-    async def ping(self) -> None: ...
+    async def idle(self) -> None: ...
+
+    async def lag(self) -> list[Lag]: ...

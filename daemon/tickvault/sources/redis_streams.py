@@ -26,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tickvault.errors import SourceError, SourceUnavailable
 from tickvault.settings import RedisSettings
-from tickvault.sources import Message
+from tickvault.sources import Lag, Message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,12 +35,29 @@ _PAYLOAD_FIELD = b"data"
 
 
 def connect(settings: RedisSettings) -> aioredis.Redis:
+    """A client for `settings`; credentials and TLS files go to the driver, never to a log."""
+    options: dict[str, Any] = {}
+    if settings.username is not None:
+        options["username"] = settings.username
+    if settings.password is not None:
+        options["password"] = settings.password.get_secret_value()
+    if settings.url.get_secret_value().startswith("rediss://"):
+        options["ssl_check_hostname"] = settings.ssl_check_hostname
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(settings, name)
+            if path is not None:
+                options[name] = str(path)
     return aioredis.Redis.from_url(
         settings.url.get_secret_value(),
         decode_responses=False,
         socket_connect_timeout=5,
         health_check_interval=30,
+        **options,
     )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _describe(exc: BaseException) -> str:
@@ -92,8 +109,19 @@ class RedisStreamsSource:
             raise SourceError("source is not open")
         return self._redis
 
-    async def ping(self) -> None:
-        await self._retry("ping", self.redis.ping, attempts=0)
+    async def idle(self) -> None:
+        """Nothing to do: an idle Redis consumer keeps its pending entries and its name."""
+
+    async def lag(self) -> list[Lag]:
+        """Per stream: entries the group has not read yet (XINFO GROUPS `lag`) plus entries
+        read but not acknowledged (`pending`)."""
+        lags = []
+        for stream in self.streams:
+            for group in await self.redis.xinfo_groups(stream):
+                if _text(group.get("name")) == self.settings.group and group.get("lag") is not None:
+                    undelivered = int(group["lag"])
+                    lags.append(Lag(stream, "", self.settings.group, undelivered + int(group["pending"])))
+        return lags
 
     async def _create_groups(self) -> None:
         for stream in self.streams:
