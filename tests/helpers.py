@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,6 +26,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 from tickvault import app
 from tickvault.metrics import Health
@@ -122,17 +124,14 @@ class TestEnv:
 
     async def send(self, kind: str, payloads: Iterable[bytes | str | None]) -> list[str]:
         """Kafka: send round-robin over the topic's partitions; returns "partition:offset" ids."""
-        assert self.kafka is not None
-        if self._producer is None:
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap, linger_ms=5)
-            await self._producer.start()
+        producer = await self._kafka_producer()
         topic, futures = self.stream(kind), []
         for payload in payloads:
             value = payload.encode() if isinstance(payload, str) else payload  # None: no value
             self._next_partition = (self._next_partition + 1) % self.partitions
             key = b"tombstone" if value is None else None  # a record without a value needs a key
-            futures.append(await self._producer.send(topic, value, key=key, partition=self._next_partition))
-        await self._producer.flush()
+            futures.append(await producer.send(topic, value, key=key, partition=self._next_partition))
+        await producer.flush()
         ids = []
         for future in futures:
             meta = await future
@@ -140,6 +139,17 @@ class TestEnv:
             self._ends[key] = max(self._ends.get(key, 0), meta.offset + 1)
             ids.append(f"{meta.partition}:{meta.offset}")
         return ids
+
+    async def _kafka_producer(self) -> AIOKafkaProducer:
+        assert self.kafka is not None
+        if self._producer is None:
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap, linger_ms=5)
+            await self._producer.start()
+        return self._producer
+
+    async def producer_send(self, topic: str, value: bytes) -> None:
+        """Kafka: one record to any topic, outside the test's own topics' bookkeeping."""
+        await (await self._kafka_producer()).send_and_wait(topic, value)
 
     async def add(self, kind: str, payload: bytes) -> str:
         """Publish one message; its entry id as the daemon will record it."""
@@ -261,6 +271,24 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
     if proc.poll() is None:
         proc.send_signal(sig)
     return proc.wait(timeout_s)
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
+    """Every sample on a daemon's /metrics, keyed by (name, labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def free_port() -> int:

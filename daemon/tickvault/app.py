@@ -85,21 +85,25 @@ async def _maintain_partitions(store: Store, interval_s: float) -> None:
 async def _report_lag(source: Source, name: str, interval_s: float) -> None:
     """Keep tickvault_source_lag_messages current; series of partitions no longer owned go."""
     shown: set[tuple[str, str, str, str]] = set()
-    while True:
-        try:
-            lags = await asyncio.wait_for(source.lag(), interval_s)
-        except Exception as exc:
-            log.debug("lag not measured (%s)", type(exc).__name__)
-        else:
-            now = set()
-            for lag in lags:
-                labels = (name, lag.group, lag.topic, lag.partition)
-                metrics.SOURCE_LAG.labels(*labels).set(lag.messages)
-                now.add(labels)
-            for labels in shown - now:
-                metrics.SOURCE_LAG.remove(*labels)
-            shown = now
-        await asyncio.sleep(interval_s)
+    try:
+        while True:
+            try:
+                lags = await asyncio.wait_for(source.lag(), interval_s)
+            except Exception as exc:
+                log.debug("lag not measured (%s)", type(exc).__name__)
+            else:
+                now = set()
+                for lag in lags:
+                    labels = (name, lag.group, lag.topic, lag.partition)
+                    metrics.SOURCE_LAG.labels(*labels).set(lag.messages)
+                    now.add(labels)
+                for labels in shown - now:
+                    metrics.SOURCE_LAG.remove(*labels)
+                shown = now
+            await asyncio.sleep(interval_s)
+    finally:
+        for labels in shown:
+            metrics.SOURCE_LAG.remove(*labels)
 
 
 async def run(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tickvault import app
-from tickvault.errors import TickvaultError
+from tickvault.errors import SourceUnavailable, TickvaultError
 from tickvault.records import EXAMPLES, Record, dump_json, json_schemas
 from tickvault.settings import Settings, load_settings
 from tickvault.sources import kafka
@@ -46,7 +46,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def setup_logging(settings: Settings) -> None:
+def setup_logging(settings: Settings, command: str = "run") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log.json_format:
         handler.setFormatter(_JsonFormatter())
@@ -56,6 +56,9 @@ def setup_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log.level)
+    if command in CONNECT_RETRIES_BY_COMMAND:
+        # a person reads these: the command's one-line outcome, not the driver's retries
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 
@@ -86,7 +89,10 @@ async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     kind = settings.source.kind
     try:
         await (kafka.ping(settings.kafka) if kind == "kafka" else _ping_redis(settings))
-    except Exception as exc:
+    except SourceUnavailable as exc:  # carries no credentials: hosts and the driver's reason
+        print(f"unhealthy: {exc}")
+        return 1
+    except Exception as exc:  # redis-py texts may carry the URL: name the error only
         print(f"unhealthy: {kind} unreachable: {type(exc).__name__}")
         return 1
     print(f"healthy: postgres schema {pg.schema_name} at {head}, {kind} source reachable")
@@ -275,12 +281,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_schemas(args)
         settings = load_settings(args.config)
         if args.command in CONNECT_RETRIES_BY_COMMAND:
-            pg = settings.postgres
-            retries = min(pg.connect_retries, CONNECT_RETRIES_BY_COMMAND[args.command])
+            limit = CONNECT_RETRIES_BY_COMMAND[args.command]
+            pg, kafka_settings = settings.postgres, settings.kafka
             settings = settings.model_copy(
-                update={"postgres": pg.model_copy(update={"connect_retries": retries})}
+                update={
+                    "postgres": pg.model_copy(update={"connect_retries": min(pg.connect_retries, limit)}),
+                    "kafka": kafka_settings.model_copy(
+                        update={"connect_retries": min(kafka_settings.connect_retries, limit)}
+                    ),
+                }
             )
-        setup_logging(settings)
+        setup_logging(settings, args.command)
         handler: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
         return asyncio.run(handler(settings, args))
     except TickvaultError as exc:

@@ -137,6 +137,7 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(10_000, ge=1000)
     heartbeat_interval_ms: int = Field(3000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
+    metadata_max_age_ms: int = Field(30_000, ge=1000)
     revoke_timeout_s: float = Field(10.0, gt=0)
     commit_interval_s: float = Field(0.2, ge=0)
     connect_retries: int = Field(30, ge=0)

@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,9 +18,8 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import SOURCES, Daemon, TestEnv, free_port
+from tests.helpers import SOURCES, Daemon, TestEnv, free_port, sample, scrape
 from tickvault.records import EXAMPLES
 from tickvault.settings import Settings
 from tickvault.store import DeadLetter, Store, migrate
@@ -159,20 +157,6 @@ def good_for(stream: str, i: int) -> dict[str, Any]:
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def registry_value(name: str, **labels: str) -> float:

@@ -11,10 +11,11 @@ import json
 import urllib.error
 import urllib.request
 
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Daemon, TestEnv, free_port
+from tests.helpers import SOURCES, Daemon, TestEnv, free_port, wait_until
 from tickvault.records import EXAMPLES
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -108,3 +109,51 @@ async def test_health_endpoints(env: TestEnv, daemon: Daemon) -> None:
     # the endpoint closes with the daemon
     with pytest.raises(OSError, match="refused"):
         await get(port, "/healthz")
+
+
+@pytest.mark.parametrize("source", SOURCES, indirect=True)
+async def test_lag_is_reported_per_topic_partition_and_kept_current(env: TestEnv, daemon: Daemon) -> None:
+    """While PostgreSQL cannot take the klines (the test holds a lock on the table), the
+    published klines show as lag; once the lock goes, the lag falls back to zero."""
+    port = free_port()
+    metrics = {"enabled": True, "port": port, "host": "127.0.0.1", "lag_interval_s": 0.1}
+    await daemon.start(env.settings(metrics=metrics))
+    topic = env.stream("kline")
+
+    async def lag() -> dict[str, float]:
+        samples, _ = await scrape(port)
+        return {
+            dict(labels)["partition"]: v
+            for (name, labels), v in samples.items()
+            if name == "tickvault_source_lag_messages"
+            and ("topic", topic) in labels
+            and ("group", env.group) in labels
+            and ("source", env.source) in labels
+        }
+
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        locked = conn.transaction()
+        await locked.start()
+        await conn.execute(f'LOCK TABLE "{env.schema}".klines IN ACCESS EXCLUSIVE MODE')
+        await env.publish("kline", [kline(i) for i in range(40)])
+
+        async def all_lagging() -> bool:
+            return sum((await lag()).values()) == 40
+
+        await wait_until(all_lagging, 30, 0.1, "lag of the 40 unwritten klines")
+        by_partition = await lag()
+        if env.source == "kafka":
+            assert by_partition == {"0": 10, "1": 10, "2": 10, "3": 10}  # published round-robin
+        else:
+            assert by_partition == {"": 40}
+        await locked.rollback()
+    finally:
+        await conn.close()
+
+    async def caught_up() -> bool:
+        return set((await lag()).values()) == {0}
+
+    await wait_until(caught_up, 30, 0.1, "lag back to zero")
+    assert await env.count("klines") == 40
+    assert await daemon.stop_all() == [0]

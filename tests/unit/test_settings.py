@@ -248,12 +248,13 @@ def test_example_config_documents_every_option_with_its_default() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "tickvault.example.toml"
     loaded = load_settings(example)
     defaults = load_settings()
-    for section in ("postgres", "source", "batch", "metrics", "log", "run"):
+    for section in ("postgres", "source", "kafka", "batch", "metrics", "log", "run"):
         assert getattr(loaded, section) == getattr(defaults, section), section
     text = example.read_text()
     for section, model in (
         ("postgres", loaded.postgres), ("redis", loaded.redis), ("batch", loaded.batch),
         ("metrics", loaded.metrics), ("log", loaded.log), ("run", loaded.run), ("source", loaded.source),
+        ("kafka", loaded.kafka),
     ):  # fmt: skip
         for name, field in type(model).model_fields.items():
             key = field.alias or name

@@ -169,6 +169,7 @@ class KafkaSource:
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
+            metadata_max_age_ms=s.metadata_max_age_ms,
             rebalance_timeout_ms=max(s.session_timeout_ms, int((s.revoke_timeout_s + 5) * 1000)),
             **client_options(s),
         )

@@ -21,10 +21,18 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _lock_key() -> str:
+    return f"tickvault.migrate:{schema}"
+
+
 async def _main() -> None:
     engine = create_async_engine(config.attributes["url"], poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
+            # replicas starting together migrate one at a time; the others then find head
+            # (a session lock: held across the per-migration transactions, freed on close)
+            await connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": _lock_key()})
+            await connection.commit()
             await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             await connection.commit()
             await connection.run_sync(_run)

@@ -1,0 +1,120 @@
+"""Pure parts of the sources and routing: Kafka offset bookkeeping, the subscription regex,
+driver options built from settings (credentials reach the driver and nothing else), routes."""
+
+from __future__ import annotations
+
+import re
+import ssl
+
+import pytest
+
+from tickvault.codecs import CODECS
+from tickvault.errors import ConfigError
+from tickvault.pipeline import Route, Routes
+from tickvault.settings import load_settings
+from tickvault.sources.kafka import _Offsets, client_options, subscription_pattern
+from tickvault.sources.redis_streams import connect
+
+
+def test_commit_position_stops_at_the_first_unacknowledged_offset() -> None:
+    offsets = _Offsets()
+    assert offsets.position() is None  # nothing read: nothing to commit
+    for o in (10, 11, 12, 13):
+        offsets.read(o)
+    assert offsets.position() == 10
+    offsets.ack(11)
+    offsets.ack(13)
+    assert offsets.position() == 10  # 10 is still in flight: never commit past it
+    offsets.ack(10)
+    assert offsets.position() == 12
+    offsets.ack(12)
+    assert offsets.position() == 14  # all done: one past the last read
+    offsets.ack(99)  # an offset never read here (read before a rebalance) changes nothing
+    offsets.read(20)  # a gap (compaction, transaction markers) is fine
+    assert offsets.position() == 20
+    offsets.ack(20)
+    assert offsets.position() == 21
+
+
+def test_subscription_pattern_matches_topics_and_patterns_whole() -> None:
+    pattern = re.compile(subscription_pattern(["tickvault.klines"], [r"candles-[A-Z]+-.*"]))
+    assert pattern.match("tickvault.klines")
+    assert not pattern.match("tickvaultXklines")  # the dot is literal
+    assert not pattern.match("tickvault.klines.old")
+    assert pattern.match("candles-BINANCE-BTC-USDT")
+    assert not pattern.match("x-candles-BINANCE-BTC-USDT")
+
+
+def test_kafka_sasl_ssl_options_reach_the_driver_and_not_the_repr() -> None:
+    settings = load_settings(
+        source={"kind": "kafka"},
+        kafka={
+            "bootstrap_servers": "k1:9093,k2:9093",
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "ingest",
+            "sasl_password": "s3cret-pw",
+            "ssl_check_hostname": False,
+        },
+    )
+    options = client_options(settings.kafka)
+    assert options["bootstrap_servers"] == ["k1:9093", "k2:9093"]
+    assert options["security_protocol"] == "SASL_SSL"
+    assert (options["sasl_mechanism"], options["sasl_plain_username"]) == ("SCRAM-SHA-512", "ingest")
+    assert options["sasl_plain_password"] == "s3cret-pw"
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    assert options["ssl_context"].check_hostname is False
+    assert "s3cret-pw" not in repr(settings) and "s3cret-pw" not in str(settings.model_dump())
+
+
+def test_kafka_plaintext_has_no_tls_or_sasl_options() -> None:
+    options = client_options(load_settings().kafka)
+    assert options["security_protocol"] == "PLAINTEXT"
+    assert "ssl_context" not in options and "sasl_mechanism" not in options
+
+
+def test_kafka_sasl_without_credentials_is_refused() -> None:
+    with pytest.raises(ConfigError, match="needs sasl_username and sasl_password"):
+        load_settings(kafka={"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u"})
+
+
+def test_patterns_need_kafka_and_must_compile() -> None:
+    with pytest.raises(ConfigError, match="patterns need kind = 'kafka'"):
+        load_settings(source={"patterns": {"candles-.*": "kline"}})
+    with pytest.raises(ConfigError, match="not a regular expression"):
+        load_settings(source={"kind": "kafka", "patterns": {"candles-(": "kline"}})
+    with pytest.raises(ConfigError, match="at least one topic or pattern"):
+        load_settings(source={"kind": "kafka", "topics": {}})
+
+
+def test_redis_credentials_and_tls_files_reach_the_driver() -> None:
+    settings = load_settings(
+        redis={
+            "url": "rediss://redis.internal:6380/0",
+            "username": "ingest",
+            "password": "pw-123",
+            "ssl_ca_certs": "/etc/ssl/ca.pem",
+        }
+    )
+    client = connect(settings.redis)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"]) == ("ingest", "pw-123")
+    assert kwargs["ssl_ca_certs"] == "/etc/ssl/ca.pem"
+    assert "pw-123" not in repr(settings)
+
+
+def test_redis_tls_files_need_a_rediss_url() -> None:
+    with pytest.raises(ConfigError, match="rediss://"):
+        load_settings(redis={"ssl_ca_certs": "/etc/ssl/ca.pem"})
+
+
+def test_routes_exact_names_first_then_the_first_matching_pattern() -> None:
+    native = CODECS["native"]
+    routes = Routes(
+        {"md.candles-X": Route("order", native)},
+        {r"md\.candles-.*": Route("kline", native), r"md\..*": Route(None, native)},
+    )
+    assert routes.get("md.candles-X") == Route("order", native)
+    assert routes.get("md.candles-BINANCE-BTC-USDT") == Route("kline", native)
+    assert routes.get("md.other") == Route(None, native)
+    assert routes.get("xmd.candles-A") is None  # patterns match the whole name
