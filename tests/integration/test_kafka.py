@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.helpers import Daemon, KafkaBroker, TestEnv, free_port, wait_until
@@ -161,3 +163,34 @@ async def test_dlq_replay_republishes_to_the_kafka_topic(env: TestEnv, daemon: D
     assert rows[1]["entry_id"] != entry_id and bytes(rows[1]["payload"]) == bad
     with contextlib.suppress(Exception):
         await daemon.stop_all()
+
+
+async def test_full_backlog_pauses_without_leaving_the_group(
+    env: TestEnv, daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL stalls (the test locks the klines table) for three times
+    max_poll_interval_ms while the backlog is full: the consumer pauses its partitions but
+    keeps polling, so it is never dropped from the group, and it finishes when writes resume."""
+    caplog.set_level(logging.INFO, logger="tickvault.sources.kafka")
+    settings = env.settings(
+        batch={"max_rows": 100, "max_age_s": 0.05, "max_backlog_rows": 200},
+        kafka={"max_poll_interval_ms": 2000, "max_poll_records": 100},
+    )
+    await daemon.start(settings)
+    w = workload.build(klines=4_000, orders=0, fills=0, states=0, seed=4)
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        locked = conn.transaction()
+        await locked.start()
+        await conn.execute(f'LOCK TABLE "{env.schema}".klines IN ACCESS EXCLUSIVE MODE')
+        await env.publish("kline", w.payloads["kline"])
+        await asyncio.sleep(6)
+        assert await env.unsettled() == 4_000  # nothing committed while the table is locked
+        await locked.rollback()
+    finally:
+        await conn.close()
+    await daemon.drain(timeout_s=60)
+    assert await daemon.stop_all() == [0]
+    await assert_exactly_once(env, w)
+    revoked = [r.getMessage() for r in caplog.records if "partitions revoked" in r.getMessage()]
+    assert revoked == [], revoked

@@ -221,7 +221,11 @@ class KafkaSource:
         if not self._paused:
             consumer.pause(*consumer.assignment())
             self._paused = True
-        await consumer.getmany(timeout_ms=0)  # a poll: keeps this member in the group
+        # a poll keeps this member in the group; anything it returns anyway (a partition
+        # assigned since the pause) is not taken: seek back so it is fetched again later
+        for tp, records in (await consumer.getmany(timeout_ms=0)).items():
+            if records:
+                consumer.seek(tp, records[0].offset)
 
     async def ack(self, messages: Sequence[Message]) -> None:
         offsets = self._offsets
