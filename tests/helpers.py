@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -168,9 +169,13 @@ class TestEnv:
         committed = await self.kafka.committed(self.group, self._ends)
         return sum(end - committed[tp] for tp, end in self._ends.items())
 
-    async def close(self) -> None:
+    async def close_producer(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
+            self._producer = None
+
+    async def close(self) -> None:
+        await self.close_producer()
         if self.kafka is not None:
             await self.kafka.delete_topics(list(self.topics))
 
@@ -291,6 +296,28 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """Status and body of GET http://127.0.0.1:<port><path>; OSError when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30) -> None:
+    """Return once 127.0.0.1:<port> accepts connections; fail if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout_s:.0f} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -396,14 +423,7 @@ class KafkaBroker:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.environ}
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tansu exited: {self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("tansu did not start listening within 30 s")
+        wait_for_port(self.port, self.proc, f"tansu (log: {self.log_path})")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -163,10 +163,6 @@ def registry_value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def xadd(env: TestEnv, stream: str, payload: bytes) -> str:
-    return await env.add(stream, payload)
-
-
 async def letters_by_entry(env: TestEnv) -> dict[tuple[str, str], Any]:
     rows = await env.fetch("SELECT * FROM {s}.dead_letters ORDER BY id")
     by_entry = {(r["stream"], r["entry_id"]): r for r in rows}
@@ -222,12 +218,12 @@ async def test_every_bad_message_is_dead_lettered_and_the_good_ones_land(
     async def publish_good(stream: str) -> None:
         message = good_for(stream, len(goods[stream]))
         goods[stream].append(message)
-        await xadd(env, stream, js(message))
+        await env.add(stream, js(message))
 
     bads = bad_messages(env.source)
     for bad in bads:
         await publish_good(bad.stream)
-        published[(env.stream(bad.stream), await xadd(env, bad.stream, bad.payload))] = bad
+        published[(env.stream(bad.stream), await env.add(bad.stream, bad.payload))] = bad
         await publish_good(bad.stream)
     # a malformed entry: a stream entry without the `data` field, or a Kafka record without a value
     if env.source == "redis":
@@ -331,9 +327,9 @@ async def test_database_rejected_bot_state_does_not_sink_its_batch(env: TestEnv,
     """A NUL inside a JSON string passes validation, but PostgreSQL jsonb refuses it."""
     nul = b'{"bot_id": "bot-nul", "ts": 1767225604000, "seq": 1, "state": {"note": "a\\u0000b"}}'
     goods = [bot_state(i) for i in range(6)]
-    ids = [await xadd(env, "bot_state", js(m)) for m in goods[:3]]
-    nul_id = await xadd(env, "bot_state", nul)
-    ids += [await xadd(env, "bot_state", js(m)) for m in goods[3:]]
+    ids = [await env.add("bot_state", js(m)) for m in goods[:3]]
+    nul_id = await env.add("bot_state", nul)
+    ids += [await env.add("bot_state", js(m)) for m in goods[3:]]
     before = registry_value("tickvault_dead_letters_total", reason="db_rejected")
     rejected_before = registry_value(
         "tickvault_messages_rejected_total", kind="bot_state", reason="db_rejected"
@@ -396,9 +392,9 @@ async def _poison_pill(
     """Publish good, poison, good. The daemon must stay up and leave nothing pending; returns
     the dead letters of the poison entry."""
     await daemon.start(env.settings(run={"drain_grace_s": 5}))
-    await xadd(env, stream, js(goods[0]))
-    poison_id = await xadd(env, stream, payload)
-    await xadd(env, stream, js(goods[1]))
+    await env.add(stream, js(goods[0]))
+    poison_id = await env.add(stream, payload)
+    await env.add(stream, js(goods[1]))
     settled = await settle(env, daemon.running[0][1], timeout_s=6)
     letters = await env.fetch("SELECT entry_id, category, reason FROM {s}.dead_letters")
     outcomes = await stop_daemons(daemon)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import subprocess
@@ -68,9 +67,7 @@ async def durable_env(env: TestEnv, s3_endpoint: str, tmp_path: Path) -> AsyncIt
     try:
         yield env
     finally:
-        if env._producer is not None:
-            await env._producer.stop()
-            env._producer = None
+        await env.close_producer()
         broker.kill()
 
 
@@ -161,8 +158,7 @@ async def test_dlq_replay_republishes_to_the_kafka_topic(env: TestEnv, daemon: D
     rows = await env.fetch("SELECT entry_id, payload, replayed_at FROM {s}.dead_letters ORDER BY id")
     assert rows[0]["replayed_at"] is not None and rows[1]["replayed_at"] is None
     assert rows[1]["entry_id"] != entry_id and bytes(rows[1]["payload"]) == bad
-    with contextlib.suppress(Exception):
-        await daemon.stop_all()
+    assert await daemon.stop_all() == [0]
 
 
 async def test_full_backlog_pauses_without_leaving_the_group(

@@ -8,30 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 
 import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import SOURCES, Daemon, TestEnv, free_port, wait_until
+from tests.helpers import SOURCES, Daemon, Samples, TestEnv, free_port, http_get, wait_until
+from tests.helpers import sample as value
 from tickvault.records import EXAMPLES
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read().decode()
 
 
 async def get(port: int, path: str) -> tuple[int, str]:
-    return await asyncio.to_thread(_get, port, path)
+    return await asyncio.to_thread(http_get, port, path)
 
 
 async def scrape(port: int) -> tuple[Samples, dict[str, str]]:
@@ -41,10 +29,6 @@ async def scrape(port: int) -> tuple[Samples, dict[str, str]]:
     families = list(text_string_to_metric_families(text))
     samples = {(s.name, frozenset(s.labels.items())): s.value for f in families for s in f.samples}
     return samples, {f.name: f.type for f in families}
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def kline(i: int) -> str:

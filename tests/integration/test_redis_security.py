@@ -3,14 +3,11 @@ them, and a wrong password is one line that does not contain the password."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
 import json
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.helpers import Daemon, TestEnv, free_port
+from tests.helpers import Daemon, TestEnv, free_port, wait_for_port
 from tests.integration.test_cli import tickvault
 from tickvault.records import EXAMPLES
 
@@ -100,17 +97,9 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
         "--requirepass", PASSWORD, "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        args,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.05)
+        wait_for_port(port, proc, "redis-server with TLS")
         yield port, cert
     finally:
         proc.terminate()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.helpers import (
     SOURCES,
     TestEnv,
     free_port,
+    http_get,
     sample,
     scrape,
     spawn_daemon,
@@ -29,7 +29,7 @@ from tests.helpers import (
 )
 from tests.integration import workload
 from tests.integration.test_exactly_once import stored_rows
-from tests.integration.test_failures import _klines_between, assert_exactly_once
+from tests.integration.test_failures import _klines_between, _settled, assert_exactly_once
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("source", SOURCES, indirect=True)]
 LAG = "tickvault_source_lag_messages"
@@ -113,10 +113,6 @@ async def test_two_daemons_share_the_group_and_the_survivor_takes_over(env: Test
     assert stored == w.expected["kline"]
 
 
-async def _settled(env: TestEnv) -> bool:
-    return await env.unsettled() == 0
-
-
 async def _publish(env: TestEnv, payloads: dict[str, list[str]]) -> None:
     for kind, items in payloads.items():
         for i in range(0, len(items), 2_000):  # in steps, so ingest runs while publishing
@@ -125,8 +121,7 @@ async def _publish(env: TestEnv, payloads: dict[str, list[str]]) -> None:
 
 def _ready_one(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return bool(response.status == 200)
+        return http_get(port, "/readyz")[0] == 200
     except OSError:
         return False
 
