@@ -1,19 +1,23 @@
 """Ingest benchmark: how close does the daemon get to PostgreSQL's COPY limit?
 
-    python bench/ingest.py [--messages N] [--dsn DSN] [--redis-url URL] [--profile]
+    python bench/ingest.py [--messages N] [--source redis|kafka] [--rate R] [--duration S] [--profile]
 
 One run, in order (bench/README.md explains every number):
-1. generate N native messages: 80% klines over 500 symbols, 15% fills, 5% orders
-   (order lifecycles new → partially_filled → filled); every kline and fill key is unique;
-2. decode only: `tickvault.codecs.native.decode` over every payload in a tight loop;
-3. limit: raw asyncpg `copy_records_to_table` of the kline rows, as prebuilt tuples, straight
-   into the migrated klines table, 5,000 rows per transaction; then TRUNCATE;
-4. store path: `tickvault.store.writers.write` (COPY into the temp staging table, then
+1. generate N native messages (default 1,000,000): 80% klines over 500 symbols, 15% fills,
+   5% orders (lifecycles new → partially_filled → filled); every kline and fill key is unique;
+2. decode only: `tickvault.codecs.native.decode_item` (the pipeline's decoder) in a tight loop;
+3. limit: raw asyncpg `copy_records_to_table` of every row the daemon will store, prebuilt as
+   tuples, into the migrated tables, 5,000 rows per transaction; then TRUNCATE;
+4. store path: `tickvault.store.writers.write` (text COPY into the temp staging table, then
    INSERT … ON CONFLICT) of the same kline batches, decoded beforehand; then TRUNCATE;
-5. end to end: publish all N messages (pipelined XADD), then start the daemon as a subprocess
+5. peers: cryptofeed's `CandlesPostgres.write_batch` on the same klines, and a SQLAlchemy ORM
+   insert-and-commit per row on a sample (bench/peers.py);
+6. end to end: publish all N messages, then start the daemon as a subprocess
    (`python -m tickvault run`, TICKVAULT_* variables) and time it until every entry is
-   acknowledged (XINFO GROUPS lag 0 and XPENDING 0 on every stream); read its peak RSS
-   (VmHWM) and CPU time from /proc, stop it with SIGTERM, and check the row counts.
+   acknowledged; read its peak RSS (VmHWM) and CPU time from /proc;
+7. steady rate (Redis): publish --rate messages/s for --duration s into the running daemon
+   and measure publish → acknowledgement latency (bench/steady.py); stop it with SIGTERM and
+   check the row counts.
 
 Everything it creates — the scratch database `tickvault_bench_<token>` and the streams
 `tickvault_bench_<token>.<kind>` — is removed at the end, also after an error or Ctrl-C.
@@ -26,6 +30,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import random
@@ -36,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -46,15 +52,23 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import redis.asyncio as aioredis
 
+import peers
+import steady
 from kafka_side import KafkaSide
 from tickvault.codecs import native
 from tickvault.errors import TickvaultError
 from tickvault.records import RECORD_TYPES
 from tickvault.settings import Settings, load_settings
 from tickvault.store import migrate, partitions, writers
-from tickvault.store.schema import KIND_TIME_TABLES
+from tickvault.store.schema import TIME_TABLES
 
 BATCH_ROWS: Final = 5000
+TABLE_COLUMNS: Final = {
+    "klines": RECORD_TYPES["kline"].COLUMNS,
+    "fills": RECORD_TYPES["fill"].COLUMNS,
+    "order_events": (*RECORD_TYPES["order"].COLUMNS, "event_hash"),
+    "orders": RECORD_TYPES["order"].COLUMNS,
+}
 N_SYMBOLS: Final = 500
 BASE_MS: Final = 1_794_614_400_000  # 2026-11-14T00:00:00Z
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -63,6 +77,9 @@ ORDER_STEPS: Final = (("new", 0), ("partially_filled", 1), ("filled", 2))  # (st
 POLL_INTERVAL_S: Final = 0.05
 PROFILE_RATE_HZ: Final = 200
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+
+
+Rows = dict[str, list[tuple[Any, ...]]]  # table → prebuilt rows
 
 
 class BenchError(Exception):
@@ -146,21 +163,37 @@ def _order(j: int, rng: random.Random) -> bytes:
     })  # fmt: skip
 
 
-def build_workload(n: int, seed: int) -> Workload:
-    rng = random.Random(seed)
+def build_workload(n: int, seed: int, offset: int = 0) -> Workload:
+    """N messages; `offset` shifts every key, so two workloads never share one."""
+    rng = random.Random(seed + offset)
     n_klines, n_fills = round(n * 0.80), round(n * 0.15)
     n_orders = n - n_klines - n_fills
     w = Workload()
-    for i in range(n_klines):
+    for i in range(offset, offset + n_klines):
         payload, row = _kline(i, rng)
         w.payloads["kline"].append(payload)
         w.kline_rows.append(row)
-    w.payloads["fill"] = [_fill(i, rng) for i in range(n_fills)]
-    w.payloads["order"] = [_order(j, rng) for j in range(n_orders)]
+    w.payloads["fill"] = [_fill(i, rng) for i in range(offset, offset + n_fills)]
+    first_order = len(ORDER_STEPS) * offset
+    w.payloads["order"] = [_order(j, rng) for j in range(first_order, first_order + n_orders)]
     w.order_ids = -(-n_orders // len(ORDER_STEPS))
     w.orders_filled = n_orders // len(ORDER_STEPS)
     _check_rows(w)
     return w
+
+
+def table_rows(w: Workload) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row the daemon will store, prebuilt as tuples per table (decoded by the models,
+    outside any timing): the input of the raw-COPY limit."""
+    fills = [native.decode(p, "fill").row() for p in w.payloads["fill"]]
+    orders = [native.decode(p, "order") for p in w.payloads["order"]]
+    events = [(*o.row(), _event_hash(o.row())) for o in orders]
+    current = [o.row() for o in writers.fold_orders(orders)]  # type: ignore[arg-type]
+    return {"klines": w.kline_rows, "fills": fills, "order_events": events, "orders": current}
+
+
+def _event_hash(row: tuple[Any, ...]) -> uuid.UUID:
+    return uuid.UUID(bytes=hashlib.md5(repr(row).encode()).digest())  # a key, not security
 
 
 def _check_rows(w: Workload) -> None:
@@ -223,7 +256,7 @@ def decode_only(w: Workload) -> dict[str, float]:
     rates: dict[str, float] = {}
     total_s = 0.0
     for kind in ("kline", "fill", "order"):
-        payloads, decode = w.payloads[kind], native.decode
+        payloads, decode = w.payloads[kind], native.decode_item
         started = time.perf_counter()
         for payload in payloads:
             decode(payload, kind)
@@ -239,26 +272,38 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-async def _ensure_kline_partitions(conn: asyncpg.Connection, settings: Settings, w: Workload) -> None:
-    """Create the partitions the rows fall in, as the daemon's first batch would."""
+async def _ensure_partitions(
+    conn: asyncpg.Connection, settings: Settings, rows: dict[str, list[Any]]
+) -> None:
+    """Create the partitions the rows fall in, as the daemon's first batches would."""
     pg = settings.postgres
     partitioner = await partitions.detect(
         conn, pg.schema_name, pg.partition_interval_days, pg.partitions_ahead
     )
-    for table in KIND_TIME_TABLES["kline"]:
-        await partitioner.ensure(conn, table, [row[3] for row in w.kline_rows])
+    for table in TIME_TABLES:
+        at = TABLE_COLUMNS[table.name].index(table.time_column)
+        await partitioner.ensure(conn, table, {row[at] for row in rows[table.name]})
 
 
-async def copy_limit(conn: asyncpg.Connection, schema: str, w: Workload) -> float:
-    columns = RECORD_TYPES["kline"].COLUMNS
-    started = time.perf_counter()
-    for chunk in _chunks(w.kline_rows, BATCH_ROWS):
-        async with conn.transaction():
-            await conn.copy_records_to_table("klines", schema_name=schema, records=chunk, columns=columns)
-    elapsed_s = time.perf_counter() - started
-    await _expect_count(conn, schema, "klines", len(w.kline_rows))
-    await conn.execute(f"TRUNCATE {schema}.klines")
-    return len(w.kline_rows) / elapsed_s
+async def copy_limit(
+    conn: asyncpg.Connection, schema: str, rows: dict[str, list[tuple[Any, ...]]]
+) -> dict[str, float]:
+    """Rows/s of raw COPY of prebuilt tuples, 5,000 per transaction: per table and overall."""
+    rates: dict[str, float] = {}
+    total_s = 0.0
+    for table, table_rows_ in rows.items():
+        columns = TABLE_COLUMNS[table]
+        started = time.perf_counter()
+        for chunk in _chunks(table_rows_, BATCH_ROWS):
+            async with conn.transaction():
+                await conn.copy_records_to_table(table, schema_name=schema, records=chunk, columns=columns)
+        elapsed_s = time.perf_counter() - started
+        total_s += elapsed_s
+        rates[table] = len(table_rows_) / elapsed_s if table_rows_ else 0.0
+        await _expect_count(conn, schema, table, len(table_rows_))
+        await conn.execute(f"TRUNCATE {schema}.{table}")
+    rates["all"] = sum(len(r) for r in rows.values()) / total_s
+    return rates
 
 
 async def store_path(conn: asyncpg.Connection, schema: str, w: Workload) -> float:
@@ -268,7 +313,7 @@ async def store_path(conn: asyncpg.Connection, schema: str, w: Workload) -> floa
     await writers.create_staging(conn, schema, kind_writers)
     elapsed_s = 0.0
     for chunk in _chunks(w.payloads["kline"], BATCH_ROWS):
-        records = [native.decode(p, "kline") for p in chunk]
+        records = [native.decode_item(p, "kline") for p in chunk]
         started = time.perf_counter()
         await writers.write(conn, kind_writers["kline"], records)
         elapsed_s += time.perf_counter() - started
@@ -363,6 +408,15 @@ class DaemonRun:
     server_cpu_s: dict[str, float] = field(default_factory=dict)
     exit_code: int | None = None
     profile: Path | None = None
+    steady: Steady | None = None
+
+
+@dataclass
+class Steady:
+    messages: int
+    rate: float  # achieved publish rate
+    latencies_s: list[float]  # sorted, publish → acknowledged
+    peak_rss_mib: float
 
 
 async def kafka_progress(kafka: KafkaSide, group: str) -> Progress:
@@ -435,10 +489,10 @@ def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
 
 # where the daemon's CPU goes: (area, a substring of a frame that marks it), inclusive
 PROFILE_AREAS: Final = (
-    ("decode + validate (codec, pydantic)", "Pipeline._decode"),
+    ("decode + validate (hot path, pydantic for the rest)", "Pipeline._decode"),
     ("store.write (all of the PostgreSQL write)", "Store.write"),
-    ("  of which asyncpg copy_records_to_table", "copy_records_to_table"),
-    ("  of which KindWriter.rows (record → tuple)", "KindWriter.rows"),
+    ("  of which asyncpg copy_to_table", "copy_to_table"),
+    ("  of which KindWriter.copy_text (rows → COPY text)", "KindWriter.copy_text"),
     ("prometheus_client (metrics updates)", "prometheus_client"),
     ("source.read (XREADGROUP + parsing)", "RedisStreamsSource.read"),
     ("source.ack (XACK)", "RedisStreamsSource.ack"),
@@ -489,36 +543,62 @@ def _frame(frame: str) -> str:
     return f"{name} ({short})"
 
 
-def print_results(n: int, w: Workload, r: dict[str, Any]) -> None:
+def print_results(n: int, w: Workload, rows: dict[str, list[Any]], r: dict[str, Any]) -> None:
     d: DaemonRun = r["daemon"]
-    n_klines = len(w.kline_rows)
-    e2e_msgs, e2e_klines = n / d.elapsed_s, n_klines / d.elapsed_s
+    limit, kline_limit = r["limit"]["all"], r["limit"]["klines"]
+    n_rows, n_klines = sum(len(t) for t in rows.values()), len(w.kline_rows)
     steady_s = d.elapsed_s - d.startup_s
-    rows = [
+    e2e_rows, e2e_klines = n_rows / steady_s, n_klines / steady_s
+    lines = [
         ("messages (klines / fills / orders)",
          f"{n} ({n_klines} / {len(w.payloads['fill'])} / {len(w.payloads['order'])})"),
-        ("decode only, all kinds", f"{r['decode']['all']:,.0f} msg/s"),
+        ("rows stored (klines, fills, order_events, orders)", f"{n_rows}"),
+        ("decode only (hot path), all kinds", f"{r['decode']['all']:,.0f} msg/s"),
         ("decode only, klines / fills / orders",
          " / ".join(f"{r['decode'][k]:,.0f}" for k in ("kline", "fill", "order")) + " msg/s"),
-        ("limit: raw COPY of kline tuples", f"{r['limit']:,.0f} rows/s"),
-        ("store path: staging COPY + upsert",
-         f"{r['store']:,.0f} rows/s ({r['store'] / r['limit']:.2f} x limit)"),
-        ("publish", f"{r['publish']:,.0f} msg/s"),
-        ("end to end, incl. startup",
-         f"{e2e_msgs:,.0f} msg/s in {d.elapsed_s:.1f}s (startup {d.startup_s:.1f}s)"),
-        ("end to end, kline rows", f"{e2e_klines:,.0f} rows/s"),
-        ("end to end / limit (kline rows)", f"{e2e_klines / r['limit']:.3f}"),
-        ("end to end after first read",
-         f"{n / steady_s:,.0f} msg/s ({n_klines / steady_s / r['limit']:.3f} x limit)"),
-        ("end to end / decode only (msg/s)", f"{e2e_msgs / r['decode']['all']:.3f}"),
-        ("daemon peak RSS (VmHWM, subprocess)", f"{d.peak_rss_mib:,.0f} MiB"),
-        ("daemon CPU (cores busy, of 2)", f"{d.cpu_s:.1f}s ({d.cpu_s / d.elapsed_s:.2f})"),
+        ("LIMIT: raw COPY of the same rows", f"{limit:,.0f} rows/s"),
+        ("limit, klines / fills / order_events / orders",
+         " / ".join(f"{r['limit'][t]:,.0f}" for t in rows) + " rows/s"),
+        ("store path: staging COPY + upsert (klines)",
+         f"{r['store']:,.0f} rows/s ({r['store'] / kline_limit:.2f} x kline limit)"),
     ]  # fmt: skip
+    if "cryptofeed" in r:
+        lines += [
+            ("cryptofeed CandlesPostgres.write_batch", f"{r['cryptofeed']:,.0f} rows/s "
+             f"({r['cryptofeed'] / kline_limit:.2f} x kline limit)"),
+            ("SQLAlchemy ORM, commit per row (sample)", f"{r['orm']:,.0f} rows/s "
+             f"({r['orm'] / kline_limit:.3f} x kline limit)"),
+        ]  # fmt: skip
+    lines += [
+        ("publish", f"{r['publish']:,.0f} msg/s"),
+        ("daemon startup (spawn → first read)", f"{d.startup_s:.1f}s"),
+        ("END TO END, all rows, after first read",
+         f"{e2e_rows:,.0f} rows/s = {e2e_rows / limit:.2f} x limit ({n / steady_s:,.0f} msg/s)"),
+        ("end to end, kline rows",
+         f"{e2e_klines:,.0f} rows/s = {e2e_klines / kline_limit:.2f} x kline limit"),
+        ("end to end incl. startup", f"{n / d.elapsed_s:,.0f} msg/s in {d.elapsed_s:.1f}s"),
+    ]  # fmt: skip
+    if "cryptofeed" in r:
+        lines.append(("end to end / cryptofeed backend", f"{e2e_rows / r['cryptofeed']:.2f} x"))
+    lines += [
+        ("daemon peak RSS, backlog of N (VmHWM)", f"{d.peak_rss_mib:,.0f} MiB"),
+        ("daemon CPU (cores busy, of 2)", f"{d.cpu_s:.1f}s ({d.cpu_s / d.elapsed_s:.2f})"),
+    ]
     for name, seconds in sorted(d.server_cpu_s.items()):
-        rows.append((f"{name} CPU during end to end", f"{seconds:.1f}s ({seconds / d.elapsed_s:.2f})"))
-    width = max(len(k) for k, _ in rows)
+        lines.append((f"{name} CPU during end to end", f"{seconds:.1f}s ({seconds / d.elapsed_s:.2f})"))
+    if d.steady is not None:
+        lat = d.steady.latencies_s
+        p50, p99 = steady.percentile(lat, 0.5), steady.percentile(lat, 0.99)
+        lines += [
+            ("STEADY RATE: publish → ack (≥ commit)",
+             f"{d.steady.messages} messages at {d.steady.rate:,.0f} msg/s"),
+            ("steady rate latency p50 / p99 / max",
+             " / ".join(f"{1000 * v:,.0f}" for v in (p50, p99, lat[-1])) + " ms"),
+            ("daemon peak RSS after the steady run", f"{d.steady.peak_rss_mib:,.0f} MiB"),
+        ]  # fmt: skip
+    width = max(len(k) for k, _ in lines)
     print("\nresults")
-    for key, value in rows:
+    for key, value in lines:
         print(f"  {key:<{width}}  {value}")
 
 
@@ -558,18 +638,28 @@ class Bench:
 
         started = time.perf_counter()
         w = build_workload(a.messages, a.seed)
-        print(f"generated {w.total} messages in {time.perf_counter() - started:.1f}s")
+        rows = table_rows(w)
+        steady_w = None
+        if a.rate and self.kafka is None:
+            steady_w = build_workload(int(a.rate * a.duration), a.seed, offset=a.messages)
+        print(f"generated the messages in {time.perf_counter() - started:.1f}s")
         results: dict[str, Any] = {"decode": decode_only(w)}
         print(f"decode only: {results['decode']['all']:,.0f} msg/s")
 
         await migrate.upgrade(settings.postgres)
-        results["limit"], results["store"] = await self.write_phases(settings, w)
-        print(f"limit: {results['limit']:,.0f} rows/s; store path: {results['store']:,.0f} rows/s")
+        results.update(await self.write_phases(settings, w, rows))
+        print(
+            f"limit: {results['limit']['all']:,.0f} rows/s (klines {results['limit']['klines']:,.0f}); "
+            f"store path: {results['store']:,.0f} rows/s"
+        )
+        if not a.no_peers:
+            results.update(await self.peer_phases(settings, w))
 
+        group = f"bench_{self.token}"
         if self.kafka is not None:
             results["publish"] = await self.publish_kafka(topics, w)
             print(f"published at {results['publish']:,.0f} msg/s; starting the daemon")
-            kafka, group = self.kafka, f"bench_{self.token}"
+            kafka = self.kafka
             results["daemon"] = await self.run_daemon(lambda: kafka_progress(kafka, group), values)
         else:
             redis = aioredis.Redis.from_url(a.redis_url)
@@ -577,25 +667,68 @@ class Bench:
                 results["publish"] = await publish(redis, topics, w)
                 print(f"published at {results['publish']:,.0f} msg/s; starting the daemon")
                 expected = {s: len(w.payloads[k]) for s, k in topics.items() if w.payloads[k]}
-                group = f"bench_{self.token}"
-                results["daemon"] = await self.run_daemon(lambda: progress(redis, expected, group), values)
+                then = (
+                    None if steady_w is None else (lambda: self.steady_phase(redis, topics, group, steady_w))
+                )
+                results["daemon"] = await self.run_daemon(
+                    lambda: progress(redis, expected, group), values, then
+                )
             finally:
                 await redis.aclose()
-        await self.verify(dsn, settings.postgres.schema_name, w)
-        print_results(a.messages, w, results)
+        await self.verify(dsn, settings.postgres.schema_name, [w] if steady_w is None else [w, steady_w])
+        print_results(a.messages, w, rows, results)
         if results["daemon"].profile is not None:
             summarise_profile(results["daemon"].profile, results["daemon"].elapsed_s)
         return results
 
-    async def write_phases(self, settings: Settings, w: Workload) -> tuple[float, float]:
+    async def write_phases(
+        self, settings: Settings, w: Workload, rows: dict[str, list[tuple[Any, ...]]]
+    ) -> dict[str, Any]:
         schema = settings.postgres.schema_name
         dsn = settings.postgres.dsn.get_secret_value()
         conn = await asyncpg.connect(dsn, server_settings={"timezone": "UTC"})
         try:
-            await _ensure_kline_partitions(conn, settings, w)
-            return await copy_limit(conn, schema, w), await store_path(conn, schema, w)
+            await _ensure_partitions(conn, settings, rows)
+            return {"limit": await copy_limit(conn, schema, rows), "store": await store_path(conn, schema, w)}
         finally:
             await conn.close()
+
+    async def peer_phases(self, settings: Settings, w: Workload) -> dict[str, Any]:
+        schema = settings.postgres.schema_name
+        dsn = settings.postgres.dsn.get_secret_value()
+        results = {"cryptofeed": await peers.cryptofeed_write_batch(dsn, schema, w.kline_rows)}
+        print(f"cryptofeed CandlesPostgres.write_batch: {results['cryptofeed']:,.0f} rows/s")
+        sample = w.kline_rows[: self.args.orm_sample]
+        results["orm"] = await peers.orm_per_row(dsn, schema, sample)
+        print(f"SQLAlchemy ORM, commit per row ({len(sample)} rows): {results['orm']:,.0f} rows/s")
+        return results
+
+    async def steady_phase(
+        self, redis: aioredis.Redis, topics: dict[str, str], group: str, w: Workload
+    ) -> Steady:
+        """After the backlog is written, publish `w` at --rate into the running daemon."""
+        a = self.args
+        print(f"steady rate: {w.total} messages at {a.rate:,.0f}/s")
+        messages = steady.interleave(w.payloads, topics)
+        published = {s: steady.Published() for s, kind in topics.items() if w.payloads[kind]}
+        acked = {s: steady.Acked() for s in published}
+        stop = asyncio.Event()
+        poller = asyncio.create_task(steady.poll_acks(redis, group, acked, stop))
+        try:
+            rate = await steady.publish_at_rate(redis, messages, a.rate, published)
+            deadline_s = time.perf_counter() + 120
+            while not all(
+                acked[s].through and acked[s].through[-1] >= p.keys[-1] for s, p in published.items()
+            ):
+                if time.perf_counter() > deadline_s:
+                    raise BenchError("steady rate: not everything acknowledged 120s after the last publish")
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await poller
+        assert self.daemon is not None
+        latencies = sorted(steady.latencies_s(published, acked))
+        return Steady(w.total, rate, latencies, peak_rss_mib(self.daemon.pid))
 
     def temp(self, suffix: str) -> Path:
         return Path(tempfile.gettempdir()) / f"tickvault_bench_{self.token}{suffix}"
@@ -608,7 +741,12 @@ class Bench:
             await self.kafka.publish(topic, w.payloads[kind])
         return w.total / (time.perf_counter() - started)
 
-    async def run_daemon(self, check: Callable[[], Awaitable[Progress]], values: dict[str, Any]) -> DaemonRun:
+    async def run_daemon(
+        self,
+        check: Callable[[], Awaitable[Progress]],
+        values: dict[str, Any],
+        then: Callable[[], Awaitable[Steady]] | None = None,
+    ) -> DaemonRun:
         self.log_path = self.temp(".daemon.log")
         run = DaemonRun()
         cpu_before = server_cpu_seconds()
@@ -634,6 +772,8 @@ class Bench:
         if self.profiler is not None:
             stop_profiler(self.profiler)
             self.profiler = None
+        if then is not None:
+            run.steady = await then()
         self.daemon.send_signal(signal.SIGTERM)
         run.exit_code = await asyncio.to_thread(self.daemon.wait, 60)
         self.report_log(run.exit_code)
@@ -650,17 +790,20 @@ class Bench:
         if exit_code != 0:
             raise BenchError(f"daemon exited {exit_code}; see {self.log_path}")
 
-    async def verify(self, dsn: str, schema: str, w: Workload) -> None:
+    async def verify(self, dsn: str, schema: str, workloads: Sequence[Workload]) -> None:
+        def total(count: Callable[[Workload], int]) -> int:
+            return sum(count(w) for w in workloads)
+
         conn = await asyncpg.connect(dsn)
         try:
-            await _expect_count(conn, schema, "klines", len(w.kline_rows))
-            await _expect_count(conn, schema, "fills", len(w.payloads["fill"]))
-            await _expect_count(conn, schema, "order_events", len(w.payloads["order"]))
-            await _expect_count(conn, schema, "orders", w.order_ids)
+            await _expect_count(conn, schema, "klines", total(lambda w: len(w.kline_rows)))
+            await _expect_count(conn, schema, "fills", total(lambda w: len(w.payloads["fill"])))
+            await _expect_count(conn, schema, "order_events", total(lambda w: len(w.payloads["order"])))
+            await _expect_count(conn, schema, "orders", total(lambda w: w.order_ids))
             await _expect_count(conn, schema, "dead_letters", 0)
             filled = await conn.fetchval(f"SELECT count(*) FROM {schema}.orders WHERE status = 'filled'")  # noqa: S608
-            if filled != w.orders_filled:
-                raise BenchError(f"{filled} orders ended filled, expected {w.orders_filled}")
+            if filled != total(lambda w: w.orders_filled):
+                raise BenchError(f"{filled} orders ended filled, expected {total(lambda w: w.orders_filled)}")
         finally:
             await conn.close()
         print("row counts match the unique messages published; no dead letters")
@@ -711,7 +854,7 @@ class Bench:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--messages", type=int, default=200_000, help="messages to publish (default 200000)")
+    p.add_argument("--messages", type=int, default=1_000_000, help="backlog to publish (default 1000000)")
     p.add_argument(
         "--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="PostgreSQL server; its database is only used to create and drop the scratch database",
@@ -725,6 +868,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=4, help="partitions per Kafka topic (default 4)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--profile", action="store_true", help="sample the daemon with py-spy during end to end")
+    p.add_argument(
+        "--rate", type=float, default=20_000, help="steady-rate run: messages/s (0: skip; Redis only)"
+    )
+    p.add_argument("--duration", type=float, default=60, help="steady-rate run: seconds (default 60)")
+    p.add_argument("--orm-sample", type=int, default=2000, help="klines the ORM peer writes (default 2000)")
+    p.add_argument("--no-peers", action="store_true", help="skip the cryptofeed and ORM peers")
     args = p.parse_args(argv)
     if args.messages < 20:
         p.error("--messages must be at least 20")

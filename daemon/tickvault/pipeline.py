@@ -1,7 +1,8 @@
 """decode → validate → route → batch → write → ack. Imports no driver.
 
 One reader task pulls messages from the source while the backlog has room, decodes each
-into a record (or a dead letter) and appends it to its kind's batch. One flusher task per
+into a record (or a dead letter) and appends it to its kind's batch; it asks the source for
+the next messages before decoding the last ones, so broker and decoder work side by side. One flusher task per
 kind (and one for dead letters) writes a batch when it reaches `max_rows` or `max_age_s`,
 retrying while PostgreSQL is unavailable, writes rows the database refused to
 dead_letters, and only then acknowledges the batch's messages to the source.
@@ -28,7 +29,8 @@ from typing import Any, Final
 from tickvault import metrics
 from tickvault.codecs import Codec
 from tickvault.errors import RecordError, StoreUnavailable
-from tickvault.records import KINDS, Record
+from tickvault.records import KINDS
+from tickvault.rows import Item
 from tickvault.sources import Message, Source
 from tickvault.store import DeadLetter, Store
 
@@ -73,7 +75,7 @@ class PipelineConfig:
 
 @dataclass
 class _Batch:
-    items: list[Any] = field(default_factory=list)  # records, or DeadLetters for DEAD
+    items: list[Any] = field(default_factory=list)  # Items, or DeadLetters for DEAD
     messages: list[Message] = field(default_factory=list)
     first_added_s: float = 0.0
 
@@ -196,20 +198,41 @@ class Pipeline:
 
     async def _read_loop(self, stop: asyncio.Event, failed: asyncio.Event) -> None:
         self.health.set(True)
-        while not stop.is_set() and not failed.is_set():
-            if not await self.backlog.wait_for_room(stop, failed, timeout_s=IDLE_POLL_S):
-                if not stop.is_set() and not failed.is_set():
-                    await self.source.idle()  # full: stay in the consumer group, take nothing
-                continue
-            room = max(1, min(self.config.read_count, self.backlog.limit - self.backlog.size))
-            messages = await self.source.read(room, self.config.read_timeout_s)
-            if messages:
+        reading: asyncio.Task[list[Message]] | None = None
+        try:
+            while not stop.is_set() and not failed.is_set():
+                if reading is None:
+                    if not await self.backlog.wait_for_room(stop, failed, timeout_s=IDLE_POLL_S):
+                        if not stop.is_set() and not failed.is_set():
+                            await self.source.idle()  # full: stay in the consumer group, take nothing
+                        continue
+                    reading = self._start_read()
+                messages = await reading
                 self.backlog.add(len(messages))
-                now_s = time.monotonic()
-                counts: Counter[tuple[Any, ...]] = Counter()
-                for message in messages:
-                    self._route(message, now_s, counts)
-                _count(counts)  # once per read: labels() per message costs more than decoding
+                # the broker prepares the next batch while this one is decoded
+                reading = self._start_read() if self.backlog.size < self.backlog.limit else None
+                self._take(messages)
+        except BaseException:
+            if reading is not None:
+                reading.cancel()  # what it had read stays unacknowledged: redelivered
+            raise
+        if reading is not None:  # read before the stop: decoded now, so the drain writes it
+            messages = await reading
+            self.backlog.add(len(messages))
+            self._take(messages)
+
+    def _start_read(self) -> asyncio.Task[list[Message]]:
+        room = max(1, min(self.config.read_count, self.backlog.limit - self.backlog.size))
+        return asyncio.create_task(self.source.read(room, self.config.read_timeout_s), name="read")
+
+    def _take(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        now_s = time.monotonic()
+        counts: Counter[tuple[Any, ...]] = Counter()
+        for message in messages:
+            self._route(message, now_s, counts)
+        _count(counts)  # once per read: labels() per message costs more than decoding
 
     def _route(self, message: Message, now_s: float, counts: Counter[tuple[Any, ...]]) -> None:
         route = self.routes.get(message.topic)
@@ -228,7 +251,7 @@ class Pipeline:
         counts[(metrics.MESSAGES_ACCEPTED, record.KIND)] += 1
         self._add(record.KIND, record, message, now_s)
 
-    def _decode(self, message: Message, route: Route | None) -> Record:
+    def _decode(self, message: Message, route: Route | None) -> Item:
         if message.error is not None:
             raise RecordError(message.error, "malformed_entry")
         payload = message.payload or b""
@@ -272,8 +295,8 @@ class Pipeline:
         metrics.FLUSH_SECONDS.labels(key).observe(time.monotonic() - started_s)
         metrics.BATCH_ROWS.labels(key).observe(len(items))
 
-    async def _write_records(self, kind: str, records: list[Record], messages: list[Message]) -> None:
-        result = await self._retrying(f"{len(records)} {kind} rows", lambda: self.store.write(kind, records))
+    async def _write_records(self, kind: str, items: list[Item], messages: list[Message]) -> None:
+        result = await self._retrying(f"{len(items)} {kind} rows", lambda: self.store.write(kind, items))
         for table, n in result.written.items():
             metrics.ROWS_WRITTEN.labels(table).inc(n)
         if result.rejected:
@@ -285,7 +308,7 @@ class Pipeline:
                 )
                 metrics.MESSAGES_REJECTED.labels(kind, "db_rejected").inc()
             log.warning(
-                "database refused %d of %d %s rows; sent to dead_letters", len(letters), len(records), kind
+                "database refused %d of %d %s rows; sent to dead_letters", len(letters), len(items), kind
             )
             await self._write_dead_letters(letters)
 

@@ -140,11 +140,19 @@ NonNegDecimal: TypeAlias = Annotated[
 PosDecimal: TypeAlias = Annotated[
     Decimal, BeforeValidator(_decimal), AfterValidator(_positive), _decimal_schema(1)
 ]
-Exchange: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")]
-Symbol: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,63}$")]
-BotId: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
-Text: TypeAlias = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Seq: TypeAlias = Annotated[int, Field(ge=0, le=2**63 - 1)]
+EXCHANGE_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+SYMBOL_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,63}$"
+BOT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
+TEXT_MAX_LENGTH: Final = 128
+ASSET_PATTERN: Final = r"^[A-Za-z0-9._-]{1,32}$"
+MAX_BIGINT: Final = 2**63 - 1
+
+Exchange: TypeAlias = Annotated[str, Field(pattern=EXCHANGE_PATTERN)]
+Symbol: TypeAlias = Annotated[str, Field(pattern=SYMBOL_PATTERN)]
+BotId: TypeAlias = Annotated[str, Field(pattern=BOT_ID_PATTERN)]
+Text: TypeAlias = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH, pattern=TEXT_PATTERN)]
+Seq: TypeAlias = Annotated[int, Field(ge=0, le=MAX_BIGINT)]
 Side: TypeAlias = Annotated[Literal["buy", "sell"], BeforeValidator(_lower)]
 
 
@@ -159,6 +167,12 @@ class _Record(BaseModel):
         """The record's values in `COLUMNS` order, as the store writes them."""
         values = self.__dict__
         return tuple([values[c] for c in self.COLUMNS])
+
+    @property
+    def time(self) -> dt.datetime:
+        """The value of the column its table is partitioned by."""
+        value: dt.datetime = self.__dict__[self.TIME_COLUMN]
+        return value
 
 
 class Kline(_Record):
@@ -182,7 +196,7 @@ class Kline(_Record):
     close: NonNegDecimal
     volume: NonNegDecimal
     quote_volume: NonNegDecimal | None = None
-    trades: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    trades: Annotated[int, Field(ge=0, le=MAX_BIGINT)] | None = None
     closed: bool = True
 
     @model_validator(mode="after")
@@ -257,7 +271,7 @@ class Fill(_Record):
     quantity: PosDecimal
     price: NonNegDecimal
     fee: AnyDecimal = Decimal(0)
-    fee_asset: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")] | None = None
+    fee_asset: Annotated[str, Field(pattern=ASSET_PATTERN)] | None = None
     liquidity: Annotated[Literal["maker", "taker"], BeforeValidator(_lower)] | None = None
     bot_id: BotId | None = None
     strategy: Text | None = None

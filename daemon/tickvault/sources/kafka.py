@@ -33,7 +33,7 @@ from aiokafka.helpers import create_ssl_context
 
 from tickvault.errors import SourceError, SourceUnavailable
 from tickvault.settings import KafkaSettings
-from tickvault.sources import Lag, Message
+from tickvault.sources import Lag, Message, new_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -213,7 +213,7 @@ class KafkaSource:
                 if record.value is None:
                     messages.append(Message(self.name, tp.topic, entry_id, b"", "kafka record has no value"))
                 else:
-                    messages.append(Message(self.name, tp.topic, entry_id, record.value))
+                    messages.append(new_message((self.name, tp.topic, entry_id, record.value, None)))
         return messages
 
     async def idle(self) -> None:

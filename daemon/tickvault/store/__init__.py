@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from tickvault.errors import RowRejected
-from tickvault.records import Record
+from tickvault.rows import Item
 from tickvault.settings import PostgresSettings
 from tickvault.store import db, dead_letters, partitions, writers
 from tickvault.store.dead_letters import DeadLetter
@@ -100,25 +100,26 @@ class Store:
         head = head_revision()
         return current == head, current, head
 
-    async def write(self, kind: str, records: Sequence[Record]) -> WriteResult:
+    async def write(self, kind: str, items: Sequence[Item]) -> WriteResult:
         """Write a batch idempotently. A row the database refuses is isolated by splitting the
         batch, so it never sinks its neighbours; it comes back in `rejected` with the reason."""
         writer = self._writers[kind]
 
         async def attempt(conn: asyncpg.Connection) -> dict[str, int]:
-            for table in KIND_TIME_TABLES[kind]:
-                times = [getattr(r, table.time_column) for r in records]
-                await self._partitioner.ensure(conn, table, times)
-            return await writers.write(conn, writer, records)
+            if KIND_TIME_TABLES[kind]:
+                times = {item.time for item in items}
+                for table in KIND_TIME_TABLES[kind]:
+                    await self._partitioner.ensure(conn, table, times)
+            return await writers.write(conn, writer, items)
 
         try:
             return WriteResult(written=await self._run(attempt))
         except RowRejected as exc:
-            if len(records) == 1:
+            if len(items) == 1:
                 return WriteResult(rejected=[(0, exc.args[0])])
-        middle = len(records) // 2
-        result = await self.write(kind, records[:middle])
-        result.add(await self.write(kind, records[middle:]), middle)
+        middle = len(items) // 2
+        result = await self.write(kind, items[:middle])
+        result.add(await self.write(kind, items[middle:]), middle)
         return result
 
     async def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:

@@ -1,0 +1,158 @@
+"""The hot path (`codecs.fast`) agrees with the pydantic models on valid and invalid input.
+
+For every payload of the corpus, with the topic's kind and with none (a mixed stream):
+- when the hot path accepts it, the model accepts it too and gives the very same row;
+- the pipeline's decoder (`native.decode_item`) gives the same item, or the same error with
+  the same category and reason, as the model alone (`to_item(native.decode(...))`).
+The corpus sets every field of a kline and a fill to each of many valid and invalid JSON
+values, adds seeded random mixes of those, every bad message of the integration tests and the
+published examples. The hot path must also accept the common shapes, or it would be no
+faster than pydantic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from collections.abc import Iterator
+from typing import Any, Final
+
+import pytest
+
+from tests.integration.test_bad_input import BAD
+from tests.unit.test_records import DROP, FILL, KLINE, raw
+from tickvault.codecs import fast, native
+from tickvault.errors import RecordError
+from tickvault.records import EXAMPLES, Fill, Kline
+from tickvault.rows import Row, line, to_item
+
+DECIMALS: Final = (
+    '"1"', '"0"', '"0.0"', '"12.50"', '"90"', '"110"', '"100.000"', '"007.5"', '"-1"', '"-0"',
+    '"-0.0"', '"+1"', '" 1"', '"1 "', '"1e3"', '"1E-7"', '".5"', '"5."', '"1_000"', '"\u0661\u0662"',
+    '"NaN"', '"Infinity"', '"-inf"', '""', '"abc"', '"1.2.3"', "1", "0", "-1", "100", "12.50", "0.1",
+    "1e3", "1.5E-7", "-0.0", "100.0", "1" + "0" * 50, '"1' + "0" * 45 + '"', '"0.' + "1" * 45 + '"',
+    "1e999999999", '"1e-20000"', "true", "false", "null", "[1]", '{"a": 1}',
+)  # fmt: skip
+TIMES: Final = (
+    "1767225600000", "1767225659999", "1767225540000", "0", "-1", "253402300799999", "253402300800000",
+    "1767225600000.5", "1.7e12", '"2026-01-01T00:00:00Z"', '"2026-01-01T00:00:59.999+00:00"',
+    '"2026-01-01T02:00:00+02:00"', '"2025-12-31T23:00:00-01:00"', '"2026-01-01T00:00:00"',
+    '"2026-01-01"', '"garbage"', '"9999-12-31T23:59:59-01:00"', '"1767225600000"', "true", "null",
+    "[1]",
+)  # fmt: skip
+STRINGS: Final = (
+    '"binance"', '"BTCUSDT"', '"BTC/USDT"', '"eth-usd.perp"', '""', '" x"', '"-bad"', '"a\\tb"',
+    '"a\\nb"', '"a\\\\b"', '"x' + "y" * 200 + '"', '"' + "z" * 128 + '"', '"' + "z" * 129 + '"',
+    '"\u7f51\u683c"', '"a\\u0000"', '"\\u007f"', '"\\ud800"', '"ok.id_1"', '"bot:1"', '"BUY"', '"Sell"',
+    '"buy"', '"sell"', '"maker"', '"TAKER"', '"both"', '"1m"', '"1M"', '"7m"', '"1m "', '"USDT"',
+    "1", "null", "true", '["x"]',
+)  # fmt: skip
+INTEGERS: Final = ("0", "842", "-1", "9223372036854775807", "9223372036854775808", "1.0", '"5"')
+BOOLEANS: Final = ("true", "false", '"true"', "0", "1")
+KINDS: Final = ('"kline"', '"fill"', '"order"', '"trade"', "5", "null")
+VALUES: Final = (*DECIMALS, *TIMES, *STRINGS, *INTEGERS, *BOOLEANS, *KINDS, DROP)
+BASES: Final = {"kline": KLINE, "fill": FILL}
+FIELDS: Final = {
+    "kline": ("kind", *Kline.model_fields),
+    "fill": ("kind", *Fill.model_fields),
+}
+
+
+def outcome(decode: Any, payload: bytes, kind: str | None) -> tuple[Any, ...]:
+    try:
+        return ("ok", decode(payload, kind))
+    except RecordError as exc:
+        return ("error", exc.category, exc.reason)
+
+
+def model_item(payload: bytes, kind: str | None) -> Any:
+    return to_item(native.decode(payload, kind))
+
+
+def agree(payload: bytes, kind: str | None) -> bool:
+    """Assert both paths agree on `payload`; True when the hot path took it."""
+    row = fast.decode(payload, kind)
+    expected = outcome(model_item, payload, kind)
+    if row is not None:
+        assert expected == ("ok", row), payload
+    assert outcome(native.decode_item, payload, kind) == expected, payload
+    return row is not None
+
+
+def one_field_changed(named: bool) -> Iterator[tuple[str, bytes]]:
+    """Payloads with one field changed; `named`: the message carries its kind."""
+    for kind, base in BASES.items():
+        base = {**base, "kind": f'"{kind}"'} if named else base
+        for name in FIELDS[kind]:
+            for value in VALUES:
+                yield kind, raw(base, **{name: value})
+
+
+def random_mixes(n: int, seed: int) -> Iterator[tuple[str, bytes]]:
+    rng = random.Random(seed)
+    for _ in range(n):
+        kind = rng.choice(list(BASES))
+        names = rng.sample(FIELDS[kind], 3)
+        yield kind, raw(BASES[kind], **{name: rng.choice(VALUES) for name in names})
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["kind-of-topic", "mixed-stream"])
+def test_every_field_set_to_every_value_agrees(mixed: bool) -> None:
+    taken = sum(agree(payload, None if mixed else kind) for kind, payload in one_field_changed(mixed))
+    assert taken > 500  # the hot path is not simply deferring everything
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_mixes_agree(seed: int) -> None:
+    for kind, payload in random_mixes(3000, seed):
+        agree(payload, kind)
+
+
+def test_bad_messages_of_the_integration_tests_agree() -> None:
+    for bad in BAD:
+        kind = None if bad.stream == "mixed" else bad.stream
+        assert not agree(bad.payload, kind)
+        assert outcome(native.decode_item, bad.payload, kind)[:2] == ("error", bad.category)
+
+
+@pytest.mark.parametrize("kind", ["kline", "fill"])
+def test_examples_take_the_hot_path(kind: str) -> None:
+    payload = json.dumps(EXAMPLES[kind]).encode()
+    assert agree(payload, kind)
+    assert agree(json.dumps({**EXAMPLES[kind], "kind": kind}).encode(), None)
+
+
+@pytest.mark.parametrize(
+    ("kind", "changes"),
+    [
+        ("kline", {}),
+        ("kline", {"open": "100", "high": "110.5", "low": "90", "close": "105", "volume": "12.5"}),
+        ("kline", {"open_time": '"2026-01-01T00:00:00Z"', "close_time": '"2026-01-01T00:00:59.999Z"'}),
+        ("kline", {"close_time": "null", "quote_volume": "null", "trades": "null", "closed": "false"}),
+        ("fill", {}),
+        ("fill", {"side": '"BUY"', "liquidity": '"Maker"', "fee": '"0.01"', "fee_asset": '"BNB"'}),
+        ("fill", {"ts": '"2026-01-01T01:00:00+01:00"', "bot_id": '"grid-1"', "strategy": '"grid \\\\ v2"'}),
+    ],
+)
+def test_common_shapes_take_the_hot_path(kind: str, changes: dict[str, str]) -> None:
+    assert agree(raw(BASES[kind], **changes), kind)
+
+
+def test_hot_row_is_the_model_row_as_copy_text() -> None:
+    payload = json.dumps(EXAMPLES["kline"]).encode()
+    row = fast.decode(payload, "kline")
+    record = native.decode(payload, "kline")
+    assert row == Row("kline", line(record.row()), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert row is not None
+    assert row.text.split("\t")[3:6] == [
+        "2026-01-01 00:00:00+00:00",
+        "2026-01-01 00:00:59.999000+00:00",
+        "87012.50",
+    ]
+
+
+def test_text_fields_are_escaped_for_copy() -> None:
+    row = fast.decode(raw(FILL, strategy='"a\\\\b"'), "fill")
+    assert row is not None
+    assert "\ta\\\\b\t" in row.text
