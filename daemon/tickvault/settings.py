@@ -163,7 +163,7 @@ class KafkaSettings(_Section):
 
 class BatchSettings(_Section):
     max_rows: int = Field(5000, ge=1)
-    max_age_s: float = Field(0.2, gt=0)
+    max_age_s: float = Field(0.1, gt=0)
     max_backlog_rows: int = Field(100_000, ge=1)
 
 
