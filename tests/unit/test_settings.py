@@ -42,7 +42,7 @@ def test_defaults() -> None:
     assert s.postgres.dsn.get_secret_value() == "postgresql://postgres@127.0.0.1:5432/tickvault"
     assert s.postgres.schema_name == "tickvault"
     assert s.batch.max_rows == 5000
-    assert s.batch.max_age_s == pytest.approx(0.2)
+    assert s.batch.max_age_s == pytest.approx(0.1)
     assert s.batch.max_backlog_rows == 100_000
     assert s.source.kind == "redis"
     assert s.metrics.port == 9108
