@@ -383,7 +383,7 @@ class Progress:
 async def progress(redis: aioredis.Redis, streams: dict[str, int], group: str) -> Progress:
     p = Progress(done=True)
     for stream, expected in streams.items():
-        info = next((g for g in await redis.xinfo_groups(stream) if _text(g["name"]) == group), None)
+        info = await steady.group_info(redis, stream, group)
         if info is None:
             return Progress()
         read, lag, pending = info.get("entries-read") or 0, info.get("lag"), info["pending"]
@@ -393,10 +393,6 @@ async def progress(redis: aioredis.Redis, streams: dict[str, int], group: str) -
         for stream in streams:
             p.done = p.done and (await redis.xpending(stream, group))["pending"] == 0
     return p
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass

@@ -81,8 +81,15 @@ async def acknowledged_through(redis: aioredis.Redis, stream: str, group: str) -
     pending = await redis.xpending(stream, group)
     if pending["pending"]:
         return entry_key(pending["min"]) - 1
-    info = next(g for g in await redis.xinfo_groups(stream) if _text(g["name"]) == group)
+    info = await group_info(redis, stream, group)
+    if info is None:
+        raise RuntimeError(f"no consumer group {group} on {stream}")
     return entry_key(info["last-delivered-id"])
+
+
+async def group_info(redis: aioredis.Redis, stream: str, group: str) -> dict[str, Any] | None:
+    """XINFO GROUPS of `stream`, the entry of `group`; None when the group does not exist."""
+    return next((g for g in await redis.xinfo_groups(stream) if _text(g["name"]) == group), None)
 
 
 async def poll_acks(redis: aioredis.Redis, group: str, acked: dict[str, Acked], stop: asyncio.Event) -> None:

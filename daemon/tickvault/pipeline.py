@@ -2,16 +2,17 @@
 
 One reader task pulls messages from the source while the backlog has room, decodes each
 into a record (or a dead letter) and appends it to its kind's batch; it asks the source for
-the next messages before decoding the last ones, so broker and decoder work side by side. One flusher task per
-kind (and one for dead letters) writes a batch when it reaches `max_rows` or `max_age_s`,
-retrying while PostgreSQL is unavailable, writes rows the database refused to
-dead_letters, and only then acknowledges the batch's messages to the source.
+the next messages before decoding the last ones, so broker and decoder work side by side.
+One flusher task per kind (and one for dead letters) writes a batch when it reaches
+`max_rows` or `max_age_s`, retrying while PostgreSQL is unavailable, writes rows the
+database refused to dead_letters, and only then acknowledges the batch's messages to the
+source.
 
 The backlog counts messages read but not yet acknowledged; when it reaches
 `max_backlog_rows` the reader stops reading (calling the source's `idle` now and then, so a
 Kafka consumer pauses its partitions yet stays in its group), memory stays bounded and the
-broker keeps the rest. On stop, the reader stops first, then every flusher writes and acknowledges what
-it holds and exits.
+broker keeps the rest. On stop, the reader stops first, then every flusher writes and
+acknowledges what it holds and exits.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from tickvault.records import (
     TEXT_PATTERN,
     parse_timestamp,
 )
-from tickvault.rows import NULL, Row, escape, new_row
+from tickvault.rows import NULL, Row, escape, field, new_row
 
 # JSON numbers with a fraction or exponent become exact Decimals, as in the pydantic path.
 _parse: Final = msgspec.json.Decoder(float_hook=Decimal).decode
@@ -87,8 +87,17 @@ def _time(value: Any) -> tuple[dt.datetime, str] | None:
         return None
     if len(_times) >= _TIMES_CACHED:
         _times.clear()
-    _times[value] = cached = (ts, ts.isoformat(sep=" "))
+    _times[value] = cached = (ts, field(ts))
     return cached
+
+
+def _venue(exchange: Any, symbol: Any) -> tuple[str, str] | None:
+    """(exchange, symbol) when both are valid: the key both klines and fills start with."""
+    if type(exchange) is not str or type(symbol) is not str:
+        return None
+    if _EXCHANGE(exchange) is None or _SYMBOL(symbol) is None:
+        return None
+    return exchange, symbol
 
 
 def _text(value: Any) -> str | None:
@@ -99,10 +108,8 @@ def _text(value: Any) -> str | None:
 
 def _kline(obj: dict[str, Any]) -> Row | None:
     get = obj.get
-    exchange, symbol, interval = get("exchange"), get("symbol"), get("interval")
-    if not (type(exchange) is str and _EXCHANGE(exchange) and type(symbol) is str and _SYMBOL(symbol)) or (
-        type(interval) is not str or interval not in _INTERVALS
-    ):
+    venue, interval = _venue(get("exchange"), get("symbol")), get("interval")
+    if venue is None or type(interval) is not str or interval not in _INTERVALS:
         return None
     opened = _time(get("open_time"))
     close_time = get("close_time")
@@ -127,7 +134,7 @@ def _kline(obj: dict[str, Any]) -> Row | None:
     if not (lo <= h and lo <= o <= h and lo <= c <= h):
         return None
     fields = (
-        exchange, symbol, interval, opened[1], NULL if closes is None else closes[1], open_, high, low,
+        *venue, interval, opened[1], NULL if closes is None else closes[1], open_, high, low,
         close, volume, quote, NULL if trades is None else str(trades), "t" if closed else "f",
     )  # fmt: skip
     return new_row(("kline", "\t".join(fields), opened[0]))
@@ -135,7 +142,7 @@ def _kline(obj: dict[str, Any]) -> Row | None:
 
 def _fill(obj: dict[str, Any]) -> Row | None:
     get = obj.get
-    exchange, symbol, side = get("exchange"), get("symbol"), get("side")
+    venue, side = _venue(get("exchange"), get("symbol")), get("side")
     fill_id, order_id = _text(get("fill_id")), _text(get("order_id"))
     quantity, price, fee = _plain(get("quantity")), _plain(get("price")), _plain(get("fee", 0))
     asset, liquidity = get("fee_asset"), get("liquidity")
@@ -148,7 +155,7 @@ def _fill(obj: dict[str, Any]) -> Row | None:
         liquidity = liquidity.lower()
     if (
         fill_id is None or order_id is None or ts is None or strategy_text is None
-        or not (type(exchange) is str and _EXCHANGE(exchange) and type(symbol) is str and _SYMBOL(symbol))
+        or venue is None
         or (side != "buy" and side != "sell")
         or quantity is None or not _NONZERO(quantity) or price is None or fee is None
         or not (asset is None or (type(asset) is str and _ASSET(asset)))
@@ -157,7 +164,7 @@ def _fill(obj: dict[str, Any]) -> Row | None:
     ):  # fmt: skip
         return None
     fields = (
-        fill_id, order_id, exchange, symbol, side, quantity, price, fee,
+        fill_id, order_id, *venue, side, quantity, price, fee,
         NULL if asset is None else asset, NULL if liquidity is None else liquidity,
         NULL if bot_id is None else bot_id, strategy_text, ts[1],
     )  # fmt: skip

@@ -64,13 +64,13 @@ _CONNECTION_CLASSES: Final = {"redis": _Connection, "rediss": _SSLConnection, "u
 def connect(settings: RedisSettings) -> aioredis.Redis:
     """A client for `settings`; credentials and TLS files go to the driver, never to a log."""
     url = settings.url.get_secret_value()
-    connection_class = _CONNECTION_CLASSES.get(urlsplit(url).scheme, _Connection)
-    options: dict[str, Any] = {"connection_class": connection_class}
+    scheme = urlsplit(url).scheme
+    options: dict[str, Any] = {"connection_class": _CONNECTION_CLASSES.get(scheme, _Connection)}
     if settings.username is not None:
         options["username"] = settings.username
     if settings.password is not None:
         options["password"] = settings.password.get_secret_value()
-    if url.startswith("rediss://"):
+    if scheme == "rediss":
         options["ssl_check_hostname"] = settings.ssl_check_hostname
         for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
             path = getattr(settings, name)
