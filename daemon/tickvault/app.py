@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
+from typing import Final
 
 from tickvault import metrics
 from tickvault.codecs import CODECS
@@ -23,6 +25,19 @@ from tickvault.sources.redis_streams import RedisStreamsSource
 from tickvault.store import Store, migrate
 
 log = logging.getLogger(__name__)
+
+
+# The daemon allocates a few container objects per message (tuples, lists), almost none in
+# cycles. At the default threshold of 700 the cyclic collector ran every few hundred messages
+# and its older generations re-scanned the whole backlog: about 13% of the daemon's CPU.
+GC_THRESHOLDS: Final = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """For a daemon process (not a library caller): what exists at startup (modules, models,
+    settings) is never collected, and young collections come every 100,000 allocations."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def build_source(settings: Settings) -> Source:
@@ -55,6 +70,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         read_timeout_s=read_timeout_s,
         max_message_bytes=settings.source.max_message_bytes,
         retry_max_backoff_s=settings.postgres.retry_max_backoff_s,
+        writers_per_kind=settings.batch.writers_per_kind,
     )
 
 

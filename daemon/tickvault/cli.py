@@ -63,6 +63,7 @@ def setup_logging(settings: Settings, command: str = "run") -> None:
 
 
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    app.tune_gc()
     return await app.run(settings)
 
 
@@ -209,6 +210,7 @@ async def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from tickvault import dev  # imports the optional embedded servers only when asked for
 
+    app.tune_gc()
     return await dev.run(settings, args.data_dir, args.demo)
 
 

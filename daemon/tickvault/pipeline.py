@@ -3,10 +3,12 @@
 One reader task pulls messages from the source while the backlog has room, decodes each
 into a record (or a dead letter) and appends it to its kind's batch; it asks the source for
 the next messages before decoding the last ones, so broker and decoder work side by side.
-One flusher task per kind (and one for dead letters) writes a batch when it reaches
-`max_rows` or `max_age_s`, retrying while PostgreSQL is unavailable, writes rows the
-database refused to dead_letters, and only then acknowledges the batch's messages to the
-source.
+Each kind has `writers_per_kind` writers (flusher tasks with batches of their own), and one
+more writes dead letters. A record goes to the writer its `writer_key` hashes to, so every
+update of one row is written by one writer, in the order it was read, while other rows are
+written side by side. A writer writes its batch when it reaches `max_rows` or `max_age_s`,
+retrying while PostgreSQL is unavailable, writes rows the database refused to dead_letters,
+and only then acknowledges the batch's messages to the source.
 
 The backlog counts messages read but not yet acknowledged; when it reaches
 `max_backlog_rows` the reader stops reading (calling the source's `idle` now and then, so a
@@ -25,6 +27,8 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Any, Final
 
 from tickvault import metrics
@@ -37,6 +41,7 @@ from tickvault.store import DeadLetter, Store
 
 log = logging.getLogger(__name__)
 DEAD: Final = "dead_letter"
+_TOPIC: Final = attrgetter("topic")
 IDLE_POLL_S: Final = 1.0  # how often a reader blocked by a full backlog tells the source it is alive
 
 
@@ -72,6 +77,7 @@ class PipelineConfig:
     read_timeout_s: float = 0.2
     max_message_bytes: int = 1_048_576
     retry_max_backoff_s: float = 5.0
+    writers_per_kind: int = 2
 
 
 @dataclass
@@ -91,11 +97,15 @@ class Batcher:
 
     def add(self, key: str, item: Any, message: Message, now_s: float) -> bool:
         """Append an item; True when that makes the batch full."""
+        return self.extend(key, [item], [message], now_s)
+
+    def extend(self, key: str, items: list[Any], messages: list[Message], now_s: float) -> bool:
+        """Append items and their messages; True when that makes the batch full."""
         batch = self._batches.setdefault(key, _Batch())
         if not batch.items:
             batch.first_added_s = now_s
-        batch.items.append(item)
-        batch.messages.append(message)
+        batch.items += items
+        batch.messages += messages
         return len(batch.items) >= self.max_rows
 
     def size(self, key: str) -> int:
@@ -175,7 +185,10 @@ class Pipeline:
         self.health = health or metrics.Health()
         self.batcher = Batcher(config.max_rows, config.max_age_s)
         self.backlog = Backlog(config.max_backlog_rows)
-        self._wake = {key: asyncio.Event() for key in (*KINDS, DEAD)}
+        writers = range(config.writers_per_kind)
+        self._writers = {kind: tuple(f"{kind}/{i}" for i in writers) for kind in KINDS}  # batch keys
+        self._kind_of = {key: kind for kind, keys in self._writers.items() for key in keys} | {DEAD: DEAD}
+        self._wake = {key: asyncio.Event() for key in self._kind_of}
         self._draining = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -212,6 +225,8 @@ class Pipeline:
                 self.backlog.add(len(messages))
                 # the broker prepares the next batch while this one is decoded
                 reading = self._start_read() if self.backlog.size < self.backlog.limit else None
+                if reading is not None:
+                    await asyncio.sleep(0)  # one loop turn: the read sends its request now
                 self._take(messages)
         except BaseException:
             if reading is not None:
@@ -227,48 +242,55 @@ class Pipeline:
         return asyncio.create_task(self.source.read(room, self.config.read_timeout_s), name="read")
 
     def _take(self, messages: list[Message]) -> None:
-        if not messages:
-            return
+        """Decode one read into a list per writer (or dead letters), then batch each list."""
+        taken: dict[str, tuple[list[Any], list[Message]]] = {key: ([], []) for key in self._wake}
+        counts: Counter[tuple[Any, ...]] = Counter()  # metrics: labels() per message costs too much
+        limit = self.config.max_message_bytes
+        for topic, run in groupby(messages, key=_TOPIC):  # a read comes in runs of one stream
+            route = self.routes.get(topic)
+            label = (route.kind if route else None) or "mixed"
+            n = 0
+            for message in run:
+                n += 1
+                try:
+                    payload = message.payload or b""
+                    if route is not None and message.error is None and len(payload) <= limit:
+                        item = route.codec(payload, route.kind)
+                    else:
+                        raise self._refusal(message, route)
+                except RecordError as exc:
+                    counts[(metrics.MESSAGES_REJECTED, label, exc.category)] += 1
+                    letter = DeadLetter(
+                        message.source, message.topic, message.entry_id, route.kind if route else None,
+                        exc.category, exc.reason, message.payload or b"",
+                    )  # fmt: skip
+                    letters, letter_messages = taken[DEAD]
+                    letters.append(letter)
+                    letter_messages.append(message)
+                    continue
+                writers = self._writers[item.KIND]
+                items, item_messages = taken[writers[hash(item.writer_key) % len(writers)]]
+                items.append(item)
+                item_messages.append(message)
+            counts[(metrics.MESSAGES_CONSUMED, label)] += n
         now_s = time.monotonic()
-        counts: Counter[tuple[Any, ...]] = Counter()
-        for message in messages:
-            self._route(message, now_s, counts)
-        _count(counts)  # once per read: labels() per message costs more than decoding
+        for key, (items, item_messages) in taken.items():
+            if items:
+                if key != DEAD:
+                    counts[(metrics.MESSAGES_ACCEPTED, self._kind_of[key])] += len(items)
+                was_empty = self.batcher.size(key) == 0
+                if self.batcher.extend(key, items, item_messages, now_s) or was_empty:
+                    self._wake[key].set()
+        _count(counts)
 
-    def _route(self, message: Message, now_s: float, counts: Counter[tuple[Any, ...]]) -> None:
-        route = self.routes.get(message.topic)
-        label = (route.kind if route else None) or "mixed"
-        counts[(metrics.MESSAGES_CONSUMED, label)] += 1
-        try:
-            record = self._decode(message, route)
-        except RecordError as exc:
-            counts[(metrics.MESSAGES_REJECTED, label, exc.category)] += 1
-            letter = DeadLetter(
-                message.source, message.topic, message.entry_id, route.kind if route else None,
-                exc.category, exc.reason, message.payload or b"",
-            )  # fmt: skip
-            self._add(DEAD, letter, message, now_s)
-            return
-        counts[(metrics.MESSAGES_ACCEPTED, record.KIND)] += 1
-        self._add(record.KIND, record, message, now_s)
-
-    def _decode(self, message: Message, route: Route | None) -> Item:
+    def _refusal(self, message: Message, route: Route | None) -> RecordError:
+        """Why a message goes to dead_letters without being decoded."""
         if message.error is not None:
-            raise RecordError(message.error, "malformed_entry")
-        payload = message.payload or b""
+            return RecordError(message.error, "malformed_entry")
         if route is None:
-            raise RecordError(f"no route for topic {message.topic!r}", "unknown_topic")
-        if len(payload) > self.config.max_message_bytes:
-            raise RecordError(
-                f"message of {len(payload)} bytes exceeds the {self.config.max_message_bytes}-byte limit",
-                "too_large",
-            )
-        return route.codec(payload, route.kind)
-
-    def _add(self, key: str, item: Any, message: Message, now_s: float) -> None:
-        was_empty = self.batcher.size(key) == 0
-        if self.batcher.add(key, item, message, now_s) or was_empty:
-            self._wake[key].set()
+            return RecordError(f"no route for topic {message.topic!r}", "unknown_topic")
+        size, limit = len(message.payload or b""), self.config.max_message_bytes
+        return RecordError(f"message of {size} bytes exceeds the {limit}-byte limit", "too_large")
 
     async def _flush_loop(self, key: str) -> None:
         wake = self._wake[key]
@@ -287,14 +309,15 @@ class Pipeline:
 
     async def _flush(self, key: str, items: list[Any], messages: list[Message]) -> None:
         started_s = time.monotonic()
-        if key == DEAD:
+        kind = self._kind_of[key]
+        if kind == DEAD:
             await self._write_dead_letters(items)
         else:
-            await self._write_records(key, items, messages)
+            await self._write_records(kind, items, messages)
         await self.source.ack(messages)
         self.backlog.release(len(messages))
-        metrics.FLUSH_SECONDS.labels(key).observe(time.monotonic() - started_s)
-        metrics.BATCH_ROWS.labels(key).observe(len(items))
+        metrics.FLUSH_SECONDS.labels(kind).observe(time.monotonic() - started_s)
+        metrics.BATCH_ROWS.labels(kind).observe(len(items))
 
     async def _write_records(self, kind: str, items: list[Item], messages: list[Message]) -> None:
         result = await self._retrying(f"{len(items)} {kind} rows", lambda: self.store.write(kind, items))

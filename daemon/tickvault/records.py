@@ -162,6 +162,9 @@ class _Record(BaseModel):
     TABLE: ClassVar[str]
     TIME_COLUMN: ClassVar[str]
     COLUMNS: ClassVar[tuple[str, ...]]
+    # the field whose value picks one of a kind's writers: part of the table's key, so every
+    # update of one row goes through one writer, in order
+    WRITER_KEY: ClassVar[str]
 
     def row(self) -> tuple[Any, ...]:
         """The record's values in `COLUMNS` order, as the store writes them."""
@@ -174,11 +177,17 @@ class _Record(BaseModel):
         value: dt.datetime = self.__dict__[self.TIME_COLUMN]
         return value
 
+    @property
+    def writer_key(self) -> str:
+        value: str = self.__dict__[self.WRITER_KEY]
+        return value
+
 
 class Kline(_Record):
     KIND = "kline"
     TABLE = "klines"
     TIME_COLUMN = "open_time"
+    WRITER_KEY = "symbol"
     COLUMNS = (
         "exchange", "symbol", "interval", "open_time", "close_time", "open", "high", "low",
         "close", "volume", "quote_volume", "trades", "closed",
@@ -214,6 +223,7 @@ class Order(_Record):
     KIND = "order"
     TABLE = "orders"
     TIME_COLUMN = "updated_at"
+    WRITER_KEY = "order_id"
     COLUMNS = (
         "order_id", "client_order_id", "exchange", "symbol", "side", "type", "status",
         "quantity", "price", "stop_price", "filled_quantity", "avg_fill_price", "bot_id",
@@ -257,6 +267,7 @@ class Fill(_Record):
     KIND = "fill"
     TABLE = "fills"
     TIME_COLUMN = "ts"
+    WRITER_KEY = "symbol"
     COLUMNS = (
         "fill_id", "order_id", "exchange", "symbol", "side", "quantity", "price", "fee",
         "fee_asset", "liquidity", "bot_id", "strategy", "ts",
@@ -282,6 +293,7 @@ class BotState(_Record):
     KIND = "bot_state"
     TABLE = "bot_state"
     TIME_COLUMN = "ts"
+    WRITER_KEY = "bot_id"
     COLUMNS = ("bot_id", "ts", "seq", "state")
 
     kind: Literal["bot_state"] = "bot_state"

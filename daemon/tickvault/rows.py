@@ -1,10 +1,11 @@
 """Validated records in the form the store writes them: PostgreSQL COPY text. No I/O.
 
 A `Row` is one record's `COLUMNS` as COPY text fields (tab-separated, escaped, `\\N` for
-NULL) plus the value of its partition column. Klines, fills and bot state travel from the
-codec to the store as rows, so the hot path builds one string per message and PostgreSQL
-parses the numbers and timestamps. Orders stay `Order` records: a batch's updates of one
-order are folded by comparing their fields before they are written.
+NULL) plus the value of its partition column and of the field that picks its writer.
+Klines, fills and bot state travel from the codec to the store as rows, so the hot path
+builds one string per message and PostgreSQL parses the numbers and timestamps. Orders
+stay `Order` records: a batch's updates of one order are folded by comparing their fields
+before they are written.
 
 Decimals are written in plain notation (`format(d, "f")`), which keeps their exact value and
 scale; timestamps as ISO 8601 with their UTC offset.
@@ -29,6 +30,7 @@ class Row(NamedTuple):
     KIND: str
     text: str  # the record's COLUMNS as COPY text fields, without a line end
     time: dt.datetime  # its TIME_COLUMN, which time-partitioned tables are split by
+    writer_key: str  # its WRITER_KEY's value
 
 
 # Row(...) runs a Python-level __new__; this builds the same tuple in C, for the hot path
@@ -66,4 +68,4 @@ def to_item(record: Record) -> Item:
     """A record validated by its model, in the form the pipeline batches."""
     if isinstance(record, Order):
         return record
-    return Row(record.KIND, line(record.row()), record.time)
+    return Row(record.KIND, line(record.row()), record.time, record.writer_key)

@@ -48,7 +48,7 @@ class _Section(BaseModel):
 class PostgresSettings(_Section):
     dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tickvault")
     schema_name: Identifier = Field("tickvault", alias="schema")
-    pool_max_size: int = Field(8, ge=2, le=100)
+    pool_max_size: int = Field(12, ge=2, le=100)
     connect_timeout_s: float = Field(10.0, gt=0)
     connect_retries: int = Field(30, ge=0)
     retry_max_backoff_s: float = Field(5.0, gt=0)
@@ -165,6 +165,7 @@ class BatchSettings(_Section):
     max_rows: int = Field(5000, ge=1)
     max_age_s: float = Field(0.1, gt=0)
     max_backlog_rows: int = Field(100_000, ge=1)
+    writers_per_kind: int = Field(2, ge=1, le=16)
 
 
 class MetricsSettings(_Section):

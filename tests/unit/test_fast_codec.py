@@ -44,7 +44,8 @@ TIMES: Final = (
 STRINGS: Final = (
     '"binance"', '"BTCUSDT"', '"BTC/USDT"', '"eth-usd.perp"', '""', '" x"', '"-bad"', '"a\\tb"',
     '"a\\nb"', '"a\\\\b"', '"x' + "y" * 200 + '"', '"' + "z" * 128 + '"', '"' + "z" * 129 + '"',
-    '"\u7f51\u683c"', '"a\\u0000"', '"\\u007f"', '"\\ud800"', '"ok.id_1"', '"bot:1"', '"BUY"', '"Sell"',
+    '"\u7f51\u683c"', '"a\\u0000"', '"\\u007f"', '"\\ud800"', '"\x7f"', '"\\\\N"',
+    '"' + "\u00e9" * 128 + '"', '"' + "\u00e9" * 129 + '"', '"ok.id_1"', '"bot:1"', '"BUY"', '"Sell"',
     '"buy"', '"sell"', '"maker"', '"TAKER"', '"both"', '"1m"', '"1M"', '"7m"', '"1m "', '"USDT"',
     "1", "null", "true", '["x"]',
 )  # fmt: skip
@@ -132,7 +133,8 @@ def test_examples_take_the_hot_path(kind: str) -> None:
         ("kline", {"close_time": "null", "quote_volume": "null", "trades": "null", "closed": "false"}),
         ("fill", {}),
         ("fill", {"side": '"BUY"', "liquidity": '"Maker"', "fee": '"0.01"', "fee_asset": '"BNB"'}),
-        ("fill", {"ts": '"2026-01-01T01:00:00+01:00"', "bot_id": '"grid-1"', "strategy": '"grid \\\\ v2"'}),
+        ("fill", {"ts": '"2026-01-01T01:00:00+01:00"', "bot_id": '"grid-1"', "strategy": '"grid v2"'}),
+        ("fill", {"quantity": "0.5", "price": "100", "fee": "0", "liquidity": "null", "fee_asset": "null"}),
     ],
 )
 def test_common_shapes_take_the_hot_path(kind: str, changes: dict[str, str]) -> None:
@@ -143,7 +145,7 @@ def test_hot_row_is_the_model_row_as_copy_text() -> None:
     payload = json.dumps(EXAMPLES["kline"]).encode()
     row = fast.decode(payload, "kline")
     record = native.decode(payload, "kline")
-    assert row == Row("kline", line(record.row()), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert row == Row("kline", line(record.row()), dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "BTCUSDT")
     assert row is not None
     assert row.text.split("\t")[3:6] == [
         "2026-01-01 00:00:00+00:00",
@@ -152,7 +154,9 @@ def test_hot_row_is_the_model_row_as_copy_text() -> None:
     ]
 
 
-def test_text_fields_are_escaped_for_copy() -> None:
-    row = fast.decode(raw(FILL, strategy='"a\\\\b"'), "fill")
-    assert row is not None
+def test_messages_with_escapes_are_left_to_the_model_which_escapes_for_copy() -> None:
+    payload = raw(FILL, strategy='"a\\\\b"')
+    assert fast.decode(payload, "fill") is None
+    row = native.decode_item(payload, "fill")
+    assert isinstance(row, Row)
     assert "\ta\\\\b\t" in row.text

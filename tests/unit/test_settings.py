@@ -44,6 +44,8 @@ def test_defaults() -> None:
     assert s.batch.max_rows == 5000
     assert s.batch.max_age_s == pytest.approx(0.1)
     assert s.batch.max_backlog_rows == 100_000
+    assert s.batch.writers_per_kind == 2
+    assert s.postgres.pool_max_size == 12
     assert s.source.kind == "redis"
     assert s.metrics.port == 9108
     assert s.log.level == "INFO"

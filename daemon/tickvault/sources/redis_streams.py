@@ -17,11 +17,14 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import groupby
+from operator import attrgetter
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _RETRIABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _PAYLOAD_FIELD = b"data"
+READ_GRACE_S: Final = 5.0  # a blocking read answers within its BLOCK time plus this, or the link is dead
 
 
 class _HiredisPacking:
@@ -112,6 +116,9 @@ class RedisStreamsSource:
         self.settings = settings
         self.streams = list(streams)
         self._redis: aioredis.Redis | None = None
+        # XREADGROUP `>` on a connection of its own: `read` writes the request before it first
+        # waits, so the pipeline can have Redis prepare the next batch while it decodes one
+        self._reads: AbstractConnection | None = None
         self._recovering: dict[str, str] = {}
         self._claim_cursor: dict[str, str] = {}
         self._next_claim_s = 0.0
@@ -122,6 +129,10 @@ class RedisStreamsSource:
         self._redis = connect(self.settings)
         # entries as Redis sends them ([id, [field, value, …]]): no per-entry dict to build
         self._redis.set_response_callback("XREADGROUP", _unparsed)
+        pool = self._redis.connection_pool
+        # no socket timeout: redis-py would then send through asyncio.wait_for, a new task that
+        # writes only on a later loop turn; `_read_new` bounds the wait itself
+        self._reads = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
         await self._retry(
             "create consumer groups", self._create_groups, attempts=self.settings.connect_retries
         )
@@ -139,6 +150,9 @@ class RedisStreamsSource:
         await self.close()
 
     async def close(self) -> None:
+        reads, self._reads = self._reads, None
+        if reads is not None:
+            await reads.disconnect()
         redis, self._redis = self._redis, None
         if redis is not None:
             await redis.aclose()
@@ -210,17 +224,19 @@ class RedisStreamsSource:
             if claimed:
                 return claimed
         block_ms = max(1, int(timeout_s * 1000))
-        response = await self._retry(
-            "read",
-            lambda: self.redis.xreadgroup(
-                self.settings.group,
-                self.settings.consumer,
-                dict.fromkeys(self.streams, ">"),
-                count=self._per_stream(max_n),
-                block=block_ms,
-            ),
-        )
+        response = await self._retry("read", lambda: self._read_new(self._per_stream(max_n), block_ms))
         return self._messages(response)
+
+    async def _read_new(self, count: int, block_ms: int) -> Any:
+        if self._reads is None:
+            raise SourceError("source is not open")
+        s = self.settings
+        await self._reads.send_command(
+            "XREADGROUP", "GROUP", s.group, s.consumer, "COUNT", count, "BLOCK", block_ms,
+            "STREAMS", *self.streams, *[">"] * len(self.streams),
+        )  # fmt: skip
+        async with asyncio.timeout(block_ms / 1000 + READ_GRACE_S):
+            return await self._reads.read_response()
 
     def _per_stream(self, max_n: int) -> int:
         """Redis applies COUNT to each stream; split `max_n` so one read returns about max_n."""
@@ -289,13 +305,14 @@ class RedisStreamsSource:
                         messages.append(Message(self.name, stream, entry_id, None))
                     continue
                 in_flight.add(entry_id)
-                messages.append(self._message(stream, entry_id, fields))
+                if len(fields) == 2 and fields[0] == _PAYLOAD_FIELD:  # the rule: one "data" field
+                    messages.append(new_message((self.name, stream, entry_id, fields[1], None)))
+                else:
+                    messages.append(self._message(stream, entry_id, fields))
         return messages
 
     def _message(self, stream: str, entry_id: str, fields: list[bytes] | dict[bytes, bytes]) -> Message:
         if isinstance(fields, list):  # XREADGROUP, unparsed: [field, value, …]
-            if len(fields) == 2 and fields[0] == _PAYLOAD_FIELD:
-                return new_message((self.name, stream, entry_id, fields[1], None))
             fields = dict(zip(fields[::2], fields[1::2], strict=False))
         payload = fields.get(_PAYLOAD_FIELD)
         if payload is not None:
@@ -305,8 +322,8 @@ class RedisStreamsSource:
 
     async def ack(self, messages: Sequence[Message]) -> None:
         by_stream: dict[str, list[str]] = {}
-        for m in messages:
-            by_stream.setdefault(m.topic, []).append(m.entry_id)
+        for stream, run in groupby(messages, key=attrgetter("topic")):  # batches come in runs
+            by_stream.setdefault(stream, []).extend(map(attrgetter("entry_id"), run))
 
         async def send() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:

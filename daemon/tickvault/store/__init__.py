@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 
@@ -23,6 +23,9 @@ from tickvault.store.migrate import current_revision, head_revision
 from tickvault.store.schema import KIND_TIME_TABLES
 
 log = logging.getLogger(__name__)
+# after a batch of a kind could not be inserted as new rows, its next batches go straight to
+# the upsert: a stream of updates (open candles, redeliveries) would make every COPY fail
+UPSERTS_AFTER_CONFLICT: Final = 20
 
 __all__ = ["DeadLetter", "Store", "WriteResult"]
 
@@ -46,6 +49,7 @@ class Store:
         self._writers = writers.build_writers(self.schema)
         self._pool: asyncpg.Pool | None = None
         self._partitioner: partitions.Partitioner = partitions.TimescalePartitioner()
+        self._upserts_left = dict.fromkeys(self._writers, 0)  # per kind: batches not to `insert`
 
     async def __aenter__(self) -> Store:
         init = self._init_connection if self._writer else None
@@ -110,6 +114,13 @@ class Store:
                 times = {item.time for item in items}
                 for table in KIND_TIME_TABLES[kind]:
                     await self._partitioner.ensure(conn, table, times)
+            if writer.insert_first:
+                if self._upserts_left[kind] == 0:
+                    written = await writers.insert(conn, self.schema, writer, items)  # type: ignore[arg-type]
+                    if written is not None:
+                        return written
+                    self._upserts_left[kind] = UPSERTS_AFTER_CONFLICT
+                self._upserts_left[kind] -= 1
             return await writers.write(conn, writer, items)
 
         try:
