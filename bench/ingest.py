@@ -8,8 +8,10 @@ One run, in order (bench/README.md explains every number):
 2. decode only: `tickvault.codecs.native.decode_item` (the pipeline's decoder) in a tight loop;
 3. limit: raw asyncpg `copy_records_to_table` of every row the daemon will store, prebuilt as
    tuples, into the migrated tables, 5,000 rows per transaction; then TRUNCATE;
-4. store path: `tickvault.store.writers.write` (text COPY into the temp staging table, then
-   INSERT … ON CONFLICT) of the same kline batches, decoded beforehand; then TRUNCATE;
+4. store path, on the same kline batches decoded beforehand, each followed by TRUNCATE:
+   `tickvault.store.writers.insert` (text COPY straight into the table: the daemon's path for
+   batches of new keys) and `writers.write` (text COPY into the temp staging table, then
+   INSERT … ON CONFLICT: its path when a key is already stored);
 5. peers: cryptofeed's `CandlesPostgres.write_batch` on the same klines, and a SQLAlchemy ORM
    insert-and-commit per row on a sample (bench/peers.py);
 6. end to end: publish all N messages, then start the daemon as a subprocess
@@ -46,7 +48,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -58,6 +60,7 @@ from kafka_side import KafkaSide
 from tickvault.codecs import native
 from tickvault.errors import TickvaultError
 from tickvault.records import RECORD_TYPES
+from tickvault.rows import Row
 from tickvault.settings import Settings, load_settings
 from tickvault.store import migrate, partitions, writers
 from tickvault.store.schema import TIME_TABLES
@@ -73,6 +76,7 @@ N_SYMBOLS: Final = 500
 BASE_MS: Final = 1_794_614_400_000  # 2026-11-14T00:00:00Z
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 KINDS: Final = ("kline", "order", "fill", "bot_state")
+DEFAULT_MIX: Final = (80, 15, 5)  # percent of klines, fills, orders
 ORDER_STEPS: Final = (("new", 0), ("partially_filled", 1), ("filled", 2))  # (status, filled thirds)
 POLL_INTERVAL_S: Final = 0.05
 PROFILE_RATE_HZ: Final = 200
@@ -163,10 +167,11 @@ def _order(j: int, rng: random.Random) -> bytes:
     })  # fmt: skip
 
 
-def build_workload(n: int, seed: int, offset: int = 0) -> Workload:
-    """N messages; `offset` shifts every key, so two workloads never share one."""
+def build_workload(n: int, seed: int, offset: int = 0, mix: tuple[int, int, int] = DEFAULT_MIX) -> Workload:
+    """N messages, `mix` percent klines / fills / orders; `offset` shifts every key, so two
+    workloads never share one."""
     rng = random.Random(seed + offset)
-    n_klines, n_fills = round(n * 0.80), round(n * 0.15)
+    n_klines, n_fills = round(n * mix[0] / 100), round(n * mix[1] / 100)
     n_orders = n - n_klines - n_fills
     w = Workload()
     for i in range(offset, offset + n_klines):
@@ -306,20 +311,33 @@ async def copy_limit(
     return rates
 
 
-async def store_path(conn: asyncpg.Connection, schema: str, w: Workload) -> float:
-    """tickvault's own write of the same batches: COPY to staging + INSERT … ON CONFLICT.
+async def store_path(conn: asyncpg.Connection, schema: str, w: Workload) -> dict[str, float]:
+    """tickvault's own writes of the same kline batches, rows/s: `insert` (COPY straight into
+    the table, for batches of new keys) and `upsert` (staging + INSERT … ON CONFLICT).
     Decoding happens outside the timed part."""
-    kind_writers = writers.build_writers(schema)
-    await writers.create_staging(conn, schema, kind_writers)
-    elapsed_s = 0.0
-    for chunk in _chunks(w.payloads["kline"], BATCH_ROWS):
-        records = [native.decode_item(p, "kline") for p in chunk]
+    kline = writers.build_writers(schema)["kline"]
+    await writers.create_staging(conn, schema, {"kline": kline})
+    batches = [
+        [cast(Row, native.decode_item(p, "kline")) for p in chunk]
+        for chunk in _chunks(w.payloads["kline"], BATCH_ROWS)
+    ]
+
+    async def insert(batch: list[Row]) -> None:
+        if await writers.insert(conn, schema, kline, batch) is None:
+            raise BenchError("a batch of new klines was refused by the COPY")
+
+    async def upsert(batch: list[Row]) -> None:
+        await writers.write(conn, kline, batch)
+
+    rates = {}
+    for name, write in (("insert", insert), ("upsert", upsert)):
         started = time.perf_counter()
-        await writers.write(conn, kind_writers["kline"], records)
-        elapsed_s += time.perf_counter() - started
-    await _expect_count(conn, schema, "klines", len(w.kline_rows))
-    await conn.execute(f"TRUNCATE {schema}.klines")
-    return len(w.kline_rows) / elapsed_s
+        for batch in batches:
+            await write(batch)
+        rates[name] = len(w.kline_rows) / (time.perf_counter() - started)
+        await _expect_count(conn, schema, "klines", len(w.kline_rows))
+        await conn.execute(f"TRUNCATE {schema}.klines")
+    return rates
 
 
 async def _expect_count(conn: asyncpg.Connection, schema: str, table: str, expected: int) -> int:
@@ -484,15 +502,17 @@ def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
 
 
 # where the daemon's CPU goes: (area, a substring of a frame that marks it), inclusive
+# (area, frame names, counted only where one of them is the innermost frame)
 PROFILE_AREAS: Final = (
-    ("decode + validate (hot path, pydantic for the rest)", "Pipeline._decode"),
-    ("store.write (all of the PostgreSQL write)", "Store.write"),
-    ("  of which asyncpg copy_to_table", "copy_to_table"),
-    ("  of which KindWriter.copy_text (rows → COPY text)", "KindWriter.copy_text"),
-    ("prometheus_client (metrics updates)", "prometheus_client"),
-    ("source.read (XREADGROUP + parsing)", "RedisStreamsSource.read"),
-    ("source.ack (XACK)", "RedisStreamsSource.ack"),
-    ("Batcher", "Batcher."),
+    ("decode + validate (hot path, pydantic for the rest)", ("decode_item",), False),
+    ("  of which pydantic (orders, and what the hot path leaves)", ("model_validate",), False),
+    ("routing into writers' batches (Pipeline._take itself)", ("Pipeline._take",), True),
+    ("store.write (all of the PostgreSQL write)", ("Store.write",), False),
+    ("  of which asyncpg copy_to_table", ("copy_to_table",), False),
+    ("  of which rows → COPY text", ("KindWriter.copy_text", "insert (tickvault"), True),
+    ("prometheus_client (metrics updates)", ("prometheus_client",), False),
+    ("source.read (XREADGROUP + parsing)", ("RedisStreamsSource.read",), False),
+    ("source.ack (XACK)", ("RedisStreamsSource.ack",), False),
 )
 # frames every sample passes through; leaving them out makes the inclusive list useful
 _PLUMBING: Final = ("runpy", "__main__.py", "cli.py", "base_events.py", "runners.py", "events.py")
@@ -512,8 +532,8 @@ def summarise_profile(path: Path, elapsed_s: float, top: int = 15) -> None:
         self_n[frames[-1]] += count
         for name in {f for f in frames if not any(p in f for p in _PLUMBING)}:
             total_n[name] += count
-        for area, marker in PROFILE_AREAS:
-            if marker in stack:
+        for area, markers, innermost in PROFILE_AREAS:
+            if any(m in (frames[-1] if innermost else stack) for m in markers):
                 area_n[area] += count
     if not samples:
         print(f"\nprofile: no samples in {path}")
@@ -522,7 +542,7 @@ def summarise_profile(path: Path, elapsed_s: float, top: int = 15) -> None:
     print(f"\nprofile: {samples} busy samples at {PROFILE_RATE_HZ} Hz (daemon busy ~{busy:.0%} of wall time)")
     print(f"  collapsed stacks: {path}")
     print("  % of busy samples, by area (inclusive):")
-    for area, _ in PROFILE_AREAS:
+    for area, _, _ in PROFILE_AREAS:
         print(f"    {100 * area_n[area] / samples:5.1f}%  {area}")
     for title, counter in (("self", self_n), ("inclusive", total_n)):
         print(f"  top {top} functions by {title} time:")
@@ -555,8 +575,10 @@ def print_results(n: int, w: Workload, rows: dict[str, list[Any]], r: dict[str, 
         ("LIMIT: raw COPY of the same rows", f"{limit:,.0f} rows/s"),
         ("limit, klines / fills / order_events / orders",
          " / ".join(f"{r['limit'][t]:,.0f}" for t in rows) + " rows/s"),
-        ("store path: staging COPY + upsert (klines)",
-         f"{r['store']:,.0f} rows/s ({r['store'] / kline_limit:.2f} x kline limit)"),
+        ("store path, new klines: text COPY straight in",
+         f"{r['store']['insert']:,.0f} rows/s ({r['store']['insert'] / kline_limit:.2f} x kline limit)"),
+        ("store path, stored keys: staging COPY + upsert",
+         f"{r['store']['upsert']:,.0f} rows/s ({r['store']['upsert'] / kline_limit:.2f} x kline limit)"),
     ]  # fmt: skip
     if "cryptofeed" in r:
         lines += [
@@ -570,7 +592,7 @@ def print_results(n: int, w: Workload, rows: dict[str, list[Any]], r: dict[str, 
         ("daemon startup (spawn → first read)", f"{d.startup_s:.1f}s"),
         ("END TO END, all rows, after first read",
          f"{e2e_rows:,.0f} rows/s = {e2e_rows / limit:.2f} x limit ({n / steady_s:,.0f} msg/s)"),
-        ("end to end, kline rows",
+        ("end to end, kline rows (over the same time)",
          f"{e2e_klines:,.0f} rows/s = {e2e_klines / kline_limit:.2f} x kline limit"),
         ("end to end incl. startup", f"{n / d.elapsed_s:,.0f} msg/s in {d.elapsed_s:.1f}s"),
     ]  # fmt: skip
@@ -630,14 +652,14 @@ class Bench:
         settings = load_settings(**values)
         await preflight(a.dsn, a.redis_url)
         self.database, self.streams = base, list(topics)  # from here on, cleanup drops them
-        print(f"scratch database {base}, {a.source} topics {base}.*, N = {a.messages}")
+        print(f"scratch database {base}, {a.source} topics {base}.*, N = {a.messages}, mix {a.mix}")
 
         started = time.perf_counter()
-        w = build_workload(a.messages, a.seed)
+        w = build_workload(a.messages, a.seed, mix=a.mix)
         rows = table_rows(w)
         steady_w = None
         if a.rate and self.kafka is None:
-            steady_w = build_workload(int(a.rate * a.duration), a.seed, offset=a.messages)
+            steady_w = build_workload(int(a.rate * a.duration), a.seed, offset=a.messages, mix=a.mix)
         print(f"generated the messages in {time.perf_counter() - started:.1f}s")
         results: dict[str, Any] = {"decode": decode_only(w)}
         print(f"decode only: {results['decode']['all']:,.0f} msg/s")
@@ -646,7 +668,8 @@ class Bench:
         results.update(await self.write_phases(settings, w, rows))
         print(
             f"limit: {results['limit']['all']:,.0f} rows/s (klines {results['limit']['klines']:,.0f}); "
-            f"store path: {results['store']:,.0f} rows/s"
+            f"store path: insert {results['store']['insert']:,.0f}, "
+            f"upsert {results['store']['upsert']:,.0f} rows/s"
         )
         if not a.no_peers:
             results.update(await self.peer_phases(settings, w))
@@ -848,6 +871,16 @@ class Bench:
                 await admin.close()
 
 
+def _mix(text: str) -> tuple[int, int, int]:
+    try:
+        klines, fills, orders = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected three integers K,F,O") from None
+    if min(klines, fills, orders) < 0 or klines + fills + orders != 100:
+        raise argparse.ArgumentTypeError("percentages must be >= 0 and add up to 100")
+    return klines, fills, orders
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--messages", type=int, default=1_000_000, help="backlog to publish (default 1000000)")
@@ -863,6 +896,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--partitions", type=int, default=4, help="partitions per Kafka topic (default 4)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--mix", type=_mix, default=DEFAULT_MIX, metavar="K,F,O",
+        help="percent of klines, fills and orders (default 80,15,5; 100,0,0 for klines alone)",
+    )  # fmt: skip
     p.add_argument("--profile", action="store_true", help="sample the daemon with py-spy during end to end")
     p.add_argument(
         "--rate", type=float, default=20_000, help="steady-rate run: messages/s (0: skip; Redis only)"

@@ -120,6 +120,7 @@ class RedisStreamsSource:
         # waits, so the pipeline can have Redis prepare the next batch while it decodes one
         self._reads: AbstractConnection | None = None
         self._recovering: dict[str, str] = {}
+        self._busy_streams = len(self.streams)  # streams whose last read returned a full COUNT
         self._claim_cursor: dict[str, str] = {}
         self._next_claim_s = 0.0
         self._in_flight: dict[str, set[str]] = {s: set() for s in self.streams}
@@ -224,7 +225,11 @@ class RedisStreamsSource:
             if claimed:
                 return claimed
         block_ms = max(1, int(timeout_s * 1000))
-        response = await self._retry("read", lambda: self._read_new(self._per_stream(max_n), block_ms))
+        # Redis applies COUNT to each stream: share max_n among the streams that filled their
+        # share last time (the others had run dry), so one busy stream is read in full reads
+        count = max(1, -(-max_n // max(1, self._busy_streams)))
+        response = await self._retry("read", lambda: self._read_new(count, block_ms))
+        self._busy_streams = sum(len(entries or ()) >= count for _, entries in _streams(response))
         return self._messages(response)
 
     async def _read_new(self, count: int, block_ms: int) -> Any:

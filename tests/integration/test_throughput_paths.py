@@ -1,6 +1,7 @@
-"""The write path's shortcuts give the same rows as the plain upsert: klines and fills COPYed
-straight into their table when every key is new, writers per kind keyed so each row has one,
-and Redis reads on a connection of their own that is reopened when it drops."""
+"""What makes ingest fast keeps it correct: klines and fills COPYed straight into their table
+only when every key is new, writers per kind keyed so each row has one, Redis reads on a
+connection of their own that is reopened when it drops, and read counts shared among the
+streams that have entries waiting."""
 
 from __future__ import annotations
 
@@ -116,3 +117,14 @@ async def test_a_dropped_redis_read_connection_is_reopened(env: TestEnv) -> None
 
         await env.publish("kline", [kline(1)])
         assert [m.payload for m in await _read_until(source, 1)] == [kline(1)]
+
+
+@pytest.mark.parametrize("source", ["redis"], indirect=True)
+async def test_redis_reads_share_their_count_among_the_streams_with_entries_waiting(env: TestEnv) -> None:
+    settings = env.settings()
+    async with RedisStreamsSource(settings.redis, [env.stream("kline"), env.stream("fill")]) as source:
+        while source._recovering:  # first the recovery of own pending entries: none here
+            assert await source.read(100, 0.05) == []
+        await env.publish("kline", [kline(i) for i in range(300)])
+        sizes = [len(await source.read(100, 0.05)) for _ in range(3)]
+        assert sizes == [50, 100, 100]  # COUNT 50 per stream, then 100 for the only busy one
