@@ -1,8 +1,9 @@
 """decode → validate → route → batch → write → ack. Imports no driver.
 
 One reader task pulls messages from the source while the backlog has room, decodes each
-into a record (or a dead letter) and appends it to its kind's batch; it asks the source for
-the next messages before decoding the last ones, so broker and decoder work side by side.
+into a record (or a dead letter) and appends it to its writer's batch; it asks the source
+for the next messages (and lets that request go out) before decoding the last ones, so
+broker and decoder work side by side.
 Each kind has `writers_per_kind` writers (flusher tasks with batches of their own), and one
 more writes dead letters. A record goes to the writer its `writer_key` hashes to, so every
 update of one row is written by one writer, in the order it was read, while other rows are
