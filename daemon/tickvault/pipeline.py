@@ -96,10 +96,6 @@ class Batcher:
         self.max_age_s = max_age_s
         self._batches: dict[str, _Batch] = {}
 
-    def add(self, key: str, item: Any, message: Message, now_s: float) -> bool:
-        """Append an item; True when that makes the batch full."""
-        return self.extend(key, [item], [message], now_s)
-
     def extend(self, key: str, items: list[Any], messages: list[Message], now_s: float) -> bool:
         """Append items and their messages; True when that makes the batch full."""
         batch = self._batches.setdefault(key, _Batch())

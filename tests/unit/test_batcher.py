@@ -13,7 +13,7 @@ def message(n: int, topic: str = "tickvault.klines") -> Message:
 
 
 def fill(batcher: Batcher, key: str, count: int, now_s: float, start: int = 0) -> list[bool]:
-    return [batcher.add(key, f"item-{i}", message(i), now_s) for i in range(start, start + count)]
+    return [batcher.extend(key, [f"item-{i}"], [message(i)], now_s) for i in range(start, start + count)]
 
 
 def test_empty_batcher() -> None:
@@ -35,14 +35,14 @@ def test_ready_by_max_rows_before_the_deadline() -> None:
     batcher = Batcher(max_rows=3, max_age_s=10.0)
     fill(batcher, "kline", 2, now_s=100.0)
     assert not batcher.ready("kline", now_s=100.0)
-    batcher.add("kline", "item-2", message(2), now_s=100.0)
+    batcher.extend("kline", ["item-2"], [message(2)], now_s=100.0)
     assert batcher.ready("kline", now_s=100.0)
 
 
 def test_ready_by_age() -> None:
     batcher = Batcher(max_rows=100, max_age_s=0.5)
-    batcher.add("kline", "a", message(0), now_s=10.0)
-    batcher.add("kline", "b", message(1), now_s=10.4)
+    batcher.extend("kline", ["a"], [message(0)], now_s=10.0)
+    batcher.extend("kline", ["b"], [message(1)], now_s=10.4)
     assert not batcher.ready("kline", now_s=10.0)
     assert not batcher.ready("kline", now_s=10.499)
     assert batcher.ready("kline", now_s=10.5)  # age counts from the first item, not the last
@@ -51,14 +51,14 @@ def test_ready_by_age() -> None:
 
 def test_deadline_is_first_add_plus_max_age() -> None:
     batcher = Batcher(max_rows=100, max_age_s=0.25)
-    batcher.add("fill", "a", message(0), now_s=7.0)
-    batcher.add("fill", "b", message(1), now_s=7.2)
+    batcher.extend("fill", ["a"], [message(0)], now_s=7.0)
+    batcher.extend("fill", ["b"], [message(1)], now_s=7.2)
     assert batcher.deadline_s("fill") == pytest.approx(7.25)
 
 
 def test_force_makes_a_non_empty_batch_ready() -> None:
     batcher = Batcher(max_rows=100, max_age_s=60.0)
-    batcher.add("order", "a", message(0), now_s=1.0)
+    batcher.extend("order", ["a"], [message(0)], now_s=1.0)
     assert not batcher.ready("order", now_s=1.0)
     assert batcher.ready("order", now_s=1.0, force=True)
 
@@ -66,7 +66,7 @@ def test_force_makes_a_non_empty_batch_ready() -> None:
 def test_keys_are_independent() -> None:
     batcher = Batcher(max_rows=2, max_age_s=1.0)
     fill(batcher, "kline", 2, now_s=0.0)
-    batcher.add("fill", "f", message(9), now_s=5.0)
+    batcher.extend("fill", ["f"], [message(9)], now_s=5.0)
     assert batcher.ready("kline", now_s=0.0)
     assert not batcher.ready("fill", now_s=5.0)
     assert batcher.deadline_s("fill") == pytest.approx(6.0)
@@ -114,7 +114,7 @@ def test_new_batch_after_take_starts_a_new_deadline() -> None:
     batcher = Batcher(max_rows=2, max_age_s=1.0)
     fill(batcher, "kline", 2, now_s=10.0)
     batcher.take("kline")
-    batcher.add("kline", "late", message(5), now_s=50.0)
+    batcher.extend("kline", ["late"], [message(5)], now_s=50.0)
     assert batcher.deadline_s("kline") == pytest.approx(51.0)
     assert not batcher.ready("kline", now_s=50.5)
     assert batcher.ready("kline", now_s=51.0)
@@ -122,7 +122,7 @@ def test_new_batch_after_take_starts_a_new_deadline() -> None:
 
 def test_max_rows_of_one_is_always_ready_when_non_empty() -> None:
     batcher = Batcher(max_rows=1, max_age_s=60.0)
-    assert batcher.add("bot_state", "s", message(0), now_s=0.0)
+    assert batcher.extend("bot_state", ["s"], [message(0)], now_s=0.0)
     assert batcher.ready("bot_state", now_s=0.0)
     assert batcher.take("bot_state") == (["s"], [message(0)])
 

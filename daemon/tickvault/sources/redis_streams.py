@@ -98,6 +98,11 @@ def _streams(response: Any) -> Any:
     return response.items() if isinstance(response, dict) else response or []
 
 
+def _share(max_n: int, streams: int) -> int:
+    """A COUNT that splits `max_n` among `streams` streams (at least 1 each)."""
+    return max(1, -(-max_n // max(1, streams)))
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -227,7 +232,7 @@ class RedisStreamsSource:
         block_ms = max(1, int(timeout_s * 1000))
         # Redis applies COUNT to each stream: share max_n among the streams that filled their
         # share last time (the others had run dry), so one busy stream is read in full reads
-        count = max(1, -(-max_n // max(1, self._busy_streams)))
+        count = _share(max_n, self._busy_streams)
         response = await self._retry("read", lambda: self._read_new(count, block_ms))
         self._busy_streams = sum(len(entries or ()) >= count for _, entries in _streams(response))
         return self._messages(response)
@@ -245,7 +250,7 @@ class RedisStreamsSource:
 
     def _per_stream(self, max_n: int) -> int:
         """Redis applies COUNT to each stream; split `max_n` so one read returns about max_n."""
-        return max(1, -(-max_n // len(self.streams)))
+        return _share(max_n, len(self.streams))
 
     async def _read_own_pending(self, max_n: int) -> list[Message]:
         cursors: dict[Any, Any] = dict(self._recovering)

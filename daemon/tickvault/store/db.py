@@ -40,6 +40,11 @@ def translate(exc: BaseException) -> StoreError:
 DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
+def affected(status: str) -> int:
+    """The row count of a command status: "INSERT 0 5", "UPDATE 5", "COPY 5" → 5."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def retrying(pg: PostgresSettings, what: str, op: Callable[[], Awaitable[T]]) -> T:
     """Run `op`, retrying up to `connect_retries` times while the server is unreachable."""
     retries = pg.connect_retries

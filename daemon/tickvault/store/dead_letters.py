@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from tickvault.store.db import affected
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -59,7 +61,7 @@ async def insert(conn: asyncpg.Connection, schema: str, letters: Sequence[DeadLe
         "$7::bytea[]) ON CONFLICT (source, stream, entry_id) DO NOTHING",
         *columns,
     )
-    return int(status.rsplit(" ", 1)[-1])
+    return affected(status)
 
 
 async def fetch(

@@ -16,6 +16,7 @@ from typing import Protocol
 import asyncpg
 
 from tickvault.records import EPOCH
+from tickvault.store.db import affected
 from tickvault.store.schema import TIME_TABLES, TimeTable
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class NativePartitioner:
                 f"ALTER TABLE {s}.{parent} ATTACH PARTITION {s}.{name} "
                 f"FOR VALUES FROM ('{lower.isoformat()}') TO ('{upper.isoformat()}')"
             )
-        log.info("created partition %s.%s (%s rows moved from default)", s, name, moved.rsplit(" ", 1)[-1])
+        log.info("created partition %s.%s (%s rows moved from default)", s, name, affected(moved))
 
 
 async def detect(conn: asyncpg.Connection, schema: str, interval_days: int, ahead: int) -> Partitioner:

@@ -36,6 +36,7 @@ import asyncpg
 from tickvault import rows
 from tickvault.records import RECORD_TYPES, TERMINAL_STATUSES, Order
 from tickvault.rows import Item
+from tickvault.store.db import affected
 
 STAGE_PREFIX: Final = "tv_stage_"
 _TEXT: Final = attrgetter("text")
@@ -208,19 +209,19 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def insert(
-    conn: asyncpg.Connection, schema: str, w: KindWriter, rows: Sequence[rows.Row]
+    conn: asyncpg.Connection, schema: str, w: KindWriter, batch: Sequence[rows.Row]
 ) -> dict[str, int] | None:
     """COPY a batch of new rows straight into the table, atomically. None when PostgreSQL
     refuses it (a key already stored or repeated, or any bad value): nothing was written and
     `write` must decide."""
-    data = ("\n".join(map(_TEXT, rows)) + "\n").encode()
+    data = ("\n".join(map(_TEXT, batch)) + "\n").encode()
     try:
         status = await conn.copy_to_table(
             w.source_table, schema_name=schema, source=_once(data), columns=w.columns, format="text"
         )
     except asyncpg.PostgresError:
         return None
-    return {w.source_table: int(status.rsplit(" ", 1)[-1])}
+    return {w.source_table: affected(status)}
 
 
 async def write(conn: asyncpg.Connection, w: KindWriter, items: Sequence[Item]) -> dict[str, int]:
@@ -233,5 +234,5 @@ async def write(conn: asyncpg.Connection, w: KindWriter, items: Sequence[Item]) 
         )
         for table, sql in w.statements:
             status = await conn.execute(sql)
-            written[table] = written.get(table, 0) + int(status.rsplit(" ", 1)[-1])
+            written[table] = written.get(table, 0) + affected(status)
     return written
