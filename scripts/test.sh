@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
-# Sets up a virtualenv with the test extras, makes sure PostgreSQL and Redis are running,
-# then runs ruff, mypy and the whole pytest suite. Extra arguments go to pytest.
+# Sets up a virtualenv with the test extras at the locked versions (requirements/lock.txt),
+# makes sure PostgreSQL and Redis are running, then runs ruff, mypy and the whole pytest
+# suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/venv.sh test
 venv=${TICKVAULT_VENV:-.venv}
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -e '.[test]'
-
 bash scripts/services.sh
 
 "$venv/bin/ruff" check .

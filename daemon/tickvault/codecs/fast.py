@@ -120,7 +120,9 @@ def decode(payload: bytes, default_kind: str | None) -> Row | None:
         message = decoder(payload)
     except (msgspec.DecodeError, ValueError, RecursionError):
         return None
-    return _kline(message) if type(message) is _Kline else _fill(message)
+    if type(message) is _Kline:
+        return _kline(message)
+    return _fill(message) if type(message) is _Fill else None
 
 
 def _time(value: Any) -> tuple[dt.datetime, str] | None:
