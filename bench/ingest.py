@@ -193,7 +193,8 @@ def table_rows(w: Workload) -> dict[str, list[tuple[Any, ...]]]:
     fills = [native.decode(p, "fill").row() for p in w.payloads["fill"]]
     orders = [native.decode(p, "order") for p in w.payloads["order"]]
     events = [(*o.row(), _event_hash(o.row())) for o in orders]
-    current = [o.row() for o in writers.fold_orders(orders)]  # type: ignore[arg-type]
+    last = {(o.exchange, o.order_id): o for o in orders}
+    current = [o.row() for o in last.values()]  # one row per order, as the daemon stores
     return {"klines": w.kline_rows, "fills": fills, "order_events": events, "orders": current}
 
 
@@ -311,6 +312,10 @@ async def copy_limit(
     return rates
 
 
+def _versions(batch: list[Row]) -> list[str]:
+    return [f"{i}\t0" for i in range(len(batch))]
+
+
 async def store_path(conn: asyncpg.Connection, schema: str, w: Workload) -> dict[str, float]:
     """tickvault's own writes of the same kline batches, rows/s: `insert` (COPY straight into
     the table, for batches of new keys) and `upsert` (staging + INSERT … ON CONFLICT).
@@ -323,11 +328,11 @@ async def store_path(conn: asyncpg.Connection, schema: str, w: Workload) -> dict
     ]
 
     async def insert(batch: list[Row]) -> None:
-        if await writers.insert(conn, schema, kline, batch) is None:
+        if await writers.insert(conn, schema, kline, batch, _versions(batch)) is None:
             raise BenchError("a batch of new klines was refused by the COPY")
 
     async def upsert(batch: list[Row]) -> None:
-        await writers.write(conn, kline, batch)
+        await writers.write(conn, kline, batch, _versions(batch))
 
     rates = {}
     for name, write in (("insert", insert), ("upsert", upsert)):

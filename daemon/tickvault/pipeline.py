@@ -317,7 +317,10 @@ class Pipeline:
         metrics.BATCH_ROWS.labels(kind).observe(len(items))
 
     async def _write_records(self, kind: str, items: list[Item], messages: list[Message]) -> None:
-        result = await self._retrying(f"{len(items)} {kind} rows", lambda: self.store.write(kind, items))
+        versions = [m.version for m in messages]
+        result = await self._retrying(
+            f"{len(items)} {kind} rows", lambda: self.store.write(kind, items, versions)
+        )
         for table, n in result.written.items():
             metrics.ROWS_WRITTEN.labels(table).inc(n)
         if result.rejected:

@@ -19,7 +19,7 @@ from tickvault.pipeline import Pipeline, PipelineConfig, Route, Routes
 from tickvault.rows import Row
 from tickvault.sources import Message, new_message
 from tickvault.sources.redis_streams import RedisStreamsSource
-from tickvault.store import UPSERTS_AFTER_CONFLICT, Store, migrate, writers
+from tickvault.store import UPSERTS_AFTER_CONFLICT, Store, WriteResult, migrate, writers
 
 T0 = 1_767_225_600_000
 
@@ -35,6 +35,18 @@ def rows(*payloads: bytes) -> list[Row]:
     return [cast(Row, native.decode_item(p, "kline")) for p in payloads]
 
 
+_published = iter(range(1, 1_000_000))
+
+
+def versions(n: int) -> list[str]:
+    """Versions of n messages published one after another (and after every earlier call)."""
+    return [f"{next(_published)}\t0" for _ in range(n)]
+
+
+async def write(store: Store, *payloads: bytes) -> WriteResult:
+    return await store.write("kline", rows(*payloads), versions(len(payloads)))
+
+
 async def closes(env: TestEnv) -> dict[int, Decimal]:
     found = await env.fetch("SELECT open_time, close FROM {s}.klines ORDER BY open_time")
     return {int(r[0].timestamp() * 1000 - T0) // 60_000: r[1] for r in found}
@@ -45,10 +57,14 @@ async def test_new_rows_are_copied_in_whole_and_a_stored_key_refuses_the_whole_b
     await migrate.upgrade(settings.postgres)
     w = writers.build_writers(env.schema)["kline"]
     async with Store(settings.postgres, writer=True) as store, store.pool.acquire() as conn:
-        assert await writers.insert(conn, env.schema, w, rows(kline(0), kline(1))) == {"klines": 2}
+        assert await writers.insert(conn, env.schema, w, rows(kline(0), kline(1)), versions(2)) == {
+            "klines": 2
+        }
         # minute 2 is new, minute 1 is stored: nothing of the batch is written
-        assert await writers.insert(conn, env.schema, w, rows(kline(2), kline(1, "1.75"))) is None
-        assert await writers.insert(conn, env.schema, w, rows(kline(3), kline(3, "1.75"))) is None
+        batch = rows(kline(2), kline(1, "1.75"))
+        assert await writers.insert(conn, env.schema, w, batch, versions(2)) is None
+        batch = rows(kline(3), kline(3, "1.75"))
+        assert await writers.insert(conn, env.schema, w, batch, versions(2)) is None
         assert await closes(env) == {0: Decimal("1.5"), 1: Decimal("1.5")}
 
 
@@ -58,18 +74,18 @@ async def test_a_refused_insert_is_upserted_and_the_next_batches_go_straight_to_
     settings = env.settings()
     await migrate.upgrade(settings.postgres)
     async with Store(settings.postgres, writer=True) as store:
-        await store.write("kline", rows(kline(0, closed=False)))
+        await write(store, kline(0, closed=False))
         assert store._upserts_left["kline"] == 0  # all new: inserted, no upsert to come
 
-        written = await store.write("kline", rows(kline(0, "1.75"), kline(1)))  # closes minute 0
+        written = await write(store, kline(0, "1.75"), kline(1))  # closes minute 0
         assert written.written == {"klines": 2}
         assert store._upserts_left["kline"] == UPSERTS_AFTER_CONFLICT - 1
         assert await closes(env) == {0: Decimal("1.75"), 1: Decimal("1.5")}
 
         for minute in range(2, 2 + UPSERTS_AFTER_CONFLICT - 1):
-            await store.write("kline", rows(kline(minute)))
+            await write(store, kline(minute))
         assert store._upserts_left["kline"] == 0  # the next batch tries the insert again
-        await store.write("kline", rows(kline(0, "1.25", closed=False), kline(99)))  # stale open update
+        await write(store, kline(0, "1.25", closed=False), kline(99))  # an open candle after the close
         assert (await closes(env))[0] == Decimal("1.75")
         assert len(await closes(env)) == UPSERTS_AFTER_CONFLICT + 2
 

@@ -32,10 +32,34 @@ class Message(NamedTuple):  # a tuple: made for every message read, so made chea
     entry_id: str  # stream entry id, or "partition:offset"
     payload: bytes | None  # None only for an entry deleted from the stream while pending
     error: str | None = None  # the entry itself is malformed; `payload` then holds what it had
+    # the message's place in publish order, as COPY text of two bigints "ms<TAB>seq": a Redis
+    # entry id's two parts; a Kafka record's timestamp and offset. A redelivered message has
+    # the same version, a later-published one a greater version (`redis_version`, Kafka's
+    # read). The store keeps the version of each row, so a redelivered older update cannot
+    # replace a newer one.
+    version: str = "0\t0"
 
 
-# Message(...) runs a Python-level __new__; this builds the same tuple in C (all five fields)
+# Message(...) runs a Python-level __new__; this builds the same tuple in C (all six fields)
 new_message: Final = partial(tuple.__new__, Message)
+MAX_VERSION_PART: Final = 2**63 - 1  # the version columns are bigint
+_SHORT_ID_CHARS: Final = 37  # "ms-seq" this short has both parts below 10**18: no clamping
+
+
+def redis_version(entry_id: str) -> str:
+    """A Redis stream entry id "<ms>-<seq>" as a version: ids grow in publish order within a
+    stream, and their ms part is the server's clock, so they order streams of one server too.
+    Parts beyond a bigint (only ids set by hand can be) are clamped."""
+    if len(entry_id) < _SHORT_ID_CHARS:
+        return entry_id.replace("-", "\t")
+    ms, _, seq = entry_id.partition("-")
+    return f"{min(int(ms), MAX_VERSION_PART)}\t{min(int(seq or 0), MAX_VERSION_PART)}"
+
+
+def kafka_version(timestamp_ms: int, offset: int) -> str:
+    """A Kafka record's version: its timestamp (CreateTime or LogAppendTime, ms; a record
+    without one counts as 0), then its offset, which orders one partition."""
+    return f"{max(timestamp_ms, 0)}\t{offset}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from aiokafka.helpers import create_ssl_context
 
 from tickvault.errors import SourceError, SourceUnavailable
 from tickvault.settings import KafkaSettings
-from tickvault.sources import Lag, Message, new_message
+from tickvault.sources import Lag, Message, kafka_version, new_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -210,10 +210,13 @@ class KafkaSource:
             for record in records:
                 offsets.read(record.offset)
                 entry_id = f"{partition}:{record.offset}"
+                version = kafka_version(record.timestamp, record.offset)
                 if record.value is None:
-                    messages.append(Message(self.name, tp.topic, entry_id, b"", "kafka record has no value"))
+                    messages.append(
+                        Message(self.name, tp.topic, entry_id, b"", "kafka record has no value", version)
+                    )
                 else:
-                    messages.append(new_message((self.name, tp.topic, entry_id, record.value, None)))
+                    messages.append(new_message((self.name, tp.topic, entry_id, record.value, None, version)))
         return messages
 
     async def idle(self) -> None:

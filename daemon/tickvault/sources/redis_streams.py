@@ -31,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tickvault.errors import SourceError, SourceUnavailable
 from tickvault.settings import RedisSettings
-from tickvault.sources import Lag, Message, new_message
+from tickvault.sources import Lag, Message, new_message, redis_version
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -312,11 +312,14 @@ class RedisStreamsSource:
                 entry_id = entry_id_raw.decode()
                 if not fields:
                     if keep_deleted:
-                        messages.append(Message(self.name, stream, entry_id, None))
+                        messages.append(
+                            Message(self.name, stream, entry_id, None, None, redis_version(entry_id))
+                        )
                     continue
                 in_flight.add(entry_id)
                 if len(fields) == 2 and fields[0] == _PAYLOAD_FIELD:  # the rule: one "data" field
-                    messages.append(new_message((self.name, stream, entry_id, fields[1], None)))
+                    version = redis_version(entry_id)
+                    messages.append(new_message((self.name, stream, entry_id, fields[1], None, version)))
                 else:
                     messages.append(self._message(stream, entry_id, fields))
         return messages
@@ -326,9 +329,10 @@ class RedisStreamsSource:
             fields = dict(zip(fields[::2], fields[1::2], strict=False))
         payload = fields.get(_PAYLOAD_FIELD)
         if payload is not None:
-            return Message(self.name, stream, entry_id, payload)
+            return Message(self.name, stream, entry_id, payload, None, redis_version(entry_id))
         raw = json.dumps({k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()})
-        return Message(self.name, stream, entry_id, raw.encode(), error="stream entry has no 'data' field")
+        error = "stream entry has no 'data' field"
+        return Message(self.name, stream, entry_id, raw.encode(), error, redis_version(entry_id))
 
     async def ack(self, messages: Sequence[Message]) -> None:
         by_stream: dict[str, list[str]] = {}

@@ -104,9 +104,11 @@ class Store:
         head = head_revision()
         return current == head, current, head
 
-    async def write(self, kind: str, items: Sequence[Item]) -> WriteResult:
-        """Write a batch idempotently. A row the database refuses is isolated by splitting the
-        batch, so it never sinks its neighbours; it comes back in `rejected` with the reason."""
+    async def write(self, kind: str, items: Sequence[Item], versions: Sequence[str]) -> WriteResult:
+        """Write a batch idempotently. `versions[i]` is the version of the message that
+        `items[i]` came from (`sources.Message.version`). A row the database refuses is isolated
+        by splitting the batch, so it never sinks its neighbours; it comes back in `rejected`
+        with the reason."""
         writer = self._writers[kind]
 
         async def attempt(conn: asyncpg.Connection) -> dict[str, int]:
@@ -116,12 +118,12 @@ class Store:
                     await self._partitioner.ensure(conn, table, times)
             if writer.insert_first:
                 if self._upserts_left[kind] == 0:
-                    written = await writers.insert(conn, self.schema, writer, items)  # type: ignore[arg-type]
+                    written = await writers.insert(conn, self.schema, writer, items, versions)  # type: ignore[arg-type]
                     if written is not None:
                         return written
                     self._upserts_left[kind] = UPSERTS_AFTER_CONFLICT
                 self._upserts_left[kind] -= 1
-            return await writers.write(conn, writer, items)
+            return await writers.write(conn, writer, items, versions)
 
         try:
             return WriteResult(written=await self._run(attempt))
@@ -129,8 +131,8 @@ class Store:
             if len(items) == 1:
                 return WriteResult(rejected=[(0, exc.args[0])])
         middle = len(items) // 2
-        result = await self.write(kind, items[:middle])
-        result.add(await self.write(kind, items[middle:]), middle)
+        result = await self.write(kind, items[:middle], versions[:middle])
+        result.add(await self.write(kind, items[middle:], versions[middle:]), middle)
         return result
 
     async def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:

@@ -9,19 +9,25 @@ batch is upserted as above; both give the same rows.
 The COPY is in text format: rows arrive as COPY text already (`tickvault.rows`), and
 PostgreSQL parses text numbers and timestamps faster than the driver encodes them in Python.
 
-Each kind's rule lives in its ON CONFLICT clause:
-- kline: a closed candle is never replaced by an open one; an open candle only by one whose
-  volume is not lower (an open candle's volume never shrinks, so a redelivered old update
-  cannot roll it back); identical rows are not rewritten.
-- order: the current row only moves forward — by (updated_at, seq, status rank,
-  filled_quantity) — and never from a terminal status to a non-terminal one nor to a lower
-  filled_quantity. Several updates of one order in a batch are first folded in that order
-  (`fold_orders`). Every update is also appended to order_events, deduplicated by a hash of
-  its values.
-- fill: first write wins; redelivered fills are dropped.
-- bot_state: the newest (ts, seq) wins.
-Within one batch, duplicates of a key are collapsed first by the same ordering (ON CONFLICT
-cannot touch one row twice in a statement); `ord` keeps arrival order as the last tiebreak.
+Order independence. Every row carries the version of the message that wrote it
+(`version_ms`, `version_seq`: its place in publish order, see `sources.Message.version`).
+Each kind's rule is a strict total order over the messages of one key — its *rank* below —
+and the stored row is the message of highest rank. "Replace when the new rank is higher"
+reaches the same row whatever order, batching or repetition the messages come in, because
+it is a maximum; ties between distinct messages are broken by an md5 of the row's values,
+the same way within a batch (DISTINCT ON … ORDER BY rank) and across batches (ON CONFLICT …
+WHERE rank is higher). The ranks, highest wins:
+- kline: (closed, version). A closed candle is never replaced by an open one; otherwise the
+  later-published message wins, so a redelivered or claimed older candle changes nothing.
+- order: (terminal status, filled_quantity, updated_at, seq, status rank, version): a
+  terminal status is never replaced by a non-terminal one, filled_quantity never decreases,
+  and then the newest update wins. `client_order_id`, `bot_id`, `strategy` and `created_at`
+  are kept once known: each holds the greatest value any update of the order carried (they
+  should all agree; if they do not, the result still does not depend on order). Every update
+  is also appended to order_events, deduplicated by a hash of its values.
+- fill: the first-published message wins (lowest version); redeliveries change nothing.
+- bot_state: (ts, seq, version).
+A missing `seq` counts as -1.
 """
 
 from __future__ import annotations
@@ -29,16 +35,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 
 from tickvault import rows
-from tickvault.records import RECORD_TYPES, TERMINAL_STATUSES, Order
+from tickvault.records import RECORD_TYPES, TERMINAL_STATUSES
 from tickvault.rows import Item
 from tickvault.store.db import affected
 
 STAGE_PREFIX: Final = "tv_stage_"
+VERSION_COLUMNS: Final = ("version_ms", "version_seq")
+ORDER_IDENTITY: Final = ("client_order_id", "bot_id", "strategy", "created_at")
 _TEXT: Final = attrgetter("text")
 
 
@@ -54,141 +62,160 @@ def _status_rank(expr: str) -> str:
     )
 
 
-def _updates(columns: Sequence[str], keep_old: Sequence[str] = ()) -> str:
-    sets = [
-        f'"{c}" = coalesce(EXCLUDED."{c}", t."{c}")' if c in keep_old else f'"{c}" = EXCLUDED."{c}"'
-        for c in columns
-    ]
-    return ", ".join([*sets, "ingested_at = now()"])
+def _tiebreak(columns: Sequence[str], prefix: str = "") -> str:
+    """md5 of the values: orders distinct messages of equal version (same entry id on two
+    streams, same timestamp and offset on two partitions) the same way everywhere."""
+    return f"md5(ROW({_q(columns, prefix)})::text)"
+
+
+def _versioned(columns: Sequence[str]) -> tuple[str, ...]:
+    return (*columns, *VERSION_COLUMNS)
+
+
+def _row(exprs: Sequence[str]) -> str:
+    """A rank as a row value, compared left to right (later parts only on a tie)."""
+    return f"({', '.join(exprs)})"
+
+
+def _sort(exprs: Sequence[str], direction: str) -> str:
+    """A rank as ORDER BY keys: sorting separate keys is cheaper than sorting a row value."""
+    return ", ".join(f"{e} {direction}" for e in exprs)
 
 
 @dataclass(frozen=True)
 class KindWriter:
     kind: str
     source_table: str
-    columns: tuple[str, ...]
+    columns: tuple[str, ...]  # the record's columns, then the version columns
     statements: tuple[tuple[str, str], ...]  # (target table, SQL) run in order after the COPY
-    extra_columns: tuple[str, ...] = ("ord",)  # staging-only columns after the record's own
     insert_first: bool = False  # new keys are the rule: try `insert` before the upsert
 
     @property
     def stage(self) -> str:
         return STAGE_PREFIX + self.kind
 
-    def copy_text(self, items: Sequence[Item]) -> bytes:
-        """The batch as COPY text for the staging table, staging-only columns included."""
-        if self.kind == "order":
-            lines = [rows.line(values) for values in order_rows(items)]  # type: ignore[arg-type]
-        else:
-            lines = [f"{row.text}\t{i}" for i, row in enumerate(items)]  # type: ignore[union-attr]
-        lines.append("")
-        return "\n".join(lines).encode()
-
-
-STATUS_RANK: Final = {"new": 0, "open": 1, "partially_filled": 2} | dict.fromkeys(TERMINAL_STATUSES, 3)
-ORDER_KEEP_OLD: Final = ("client_order_id", "bot_id", "strategy", "created_at")
-
-
-def _progress(o: Order) -> tuple[Any, ...]:
-    return (o.updated_at, -1 if o.seq is None else o.seq, STATUS_RANK[o.status], o.filled_quantity)
-
-
-def supersedes(new: Order, current: Order) -> bool:
-    """True when `new` may replace `current`: newer, and no step backwards."""
-    return (
-        _progress(new) > _progress(current)
-        and new.filled_quantity >= current.filled_quantity
-        and (new.status in TERMINAL_STATUSES or current.status not in TERMINAL_STATUSES)
-    )
-
-
-def fold_orders(updates: Sequence[Order]) -> list[Order]:
-    """Collapse each order's updates in one batch to the state they reach when applied in
-    progress order, each only if it supersedes the state so far (optional fields an update
-    omits are kept). The result is checked once more against the stored row in SQL."""
-    by_key: dict[tuple[str, str], Order] = {}
-    for update in sorted(updates, key=_progress):
-        key = (update.exchange, update.order_id)
-        current = by_key.get(key)
-        if current is None:
-            by_key[key] = update
-        elif supersedes(update, current):
-            kept = {f: getattr(current, f) for f in ORDER_KEEP_OLD if getattr(update, f) is None}
-            by_key[key] = update.model_copy(update=kept) if kept else update
-    return list(by_key.values())
-
-
-def order_rows(records: Sequence[Order]) -> list[tuple[Any, ...]]:
-    """Every update (current=false) for order_events, plus one folded row per order (current=true)."""
-    events = [(*r.row(), i, False) for i, r in enumerate(records)]
-    return events + [(*r.row(), 0, True) for r in fold_orders(records)]
+    def copy_text(self, items: Sequence[Item], versions: Sequence[str]) -> bytes:
+        """The batch as COPY text: each record's columns, then its message's version."""
+        orders = self.kind == "order"
+        texts = [rows.line(o.row()) for o in items] if orders else list(map(_TEXT, items))  # type: ignore[union-attr]
+        return ("\n".join(map("\t".join, zip(texts, versions, strict=True))) + "\n").encode()
 
 
 def _kline_sql(s: str) -> str:
     cols = RECORD_TYPES["kline"].COLUMNS
     key = ("exchange", "symbol", "interval", "open_time")
     values = [c for c in cols if c not in key]
+
+    def rank(p: str) -> list[str]:
+        return [f"{p}closed", f"{p}version_ms", f"{p}version_seq", _tiebreak(values, p)]
+
     return f"""
-        INSERT INTO {s}.klines AS t ({_q(cols)})
-        SELECT DISTINCT ON ({_q(key)}) {_q(cols)} FROM {STAGE_PREFIX}kline
-        ORDER BY {_q(key)}, closed DESC, (CASE WHEN closed THEN 0 ELSE volume END) DESC, ord DESC
-        ON CONFLICT ({_q(key)}) DO UPDATE SET {_updates(values)}
-        WHERE (EXCLUDED.closed OR (NOT t.closed AND EXCLUDED.volume >= t.volume))
-          AND ({_q(values, "t.")}) IS DISTINCT FROM ({_q(values, "EXCLUDED.")})"""  # noqa: S608
+        INSERT INTO {s}.klines AS t ({_q(_versioned(cols))})
+        SELECT DISTINCT ON ({_q(key)}) {_q(_versioned(cols))} FROM {STAGE_PREFIX}kline
+        ORDER BY {_q(key)}, {_sort(rank(""), "DESC")}
+        ON CONFLICT ({_q(key)}) DO UPDATE SET {_sets(values)}
+        WHERE {_row(rank("EXCLUDED."))} > {_row(rank("t."))}"""  # noqa: S608
 
 
-def _order_sql(s: str) -> tuple[str, str]:
+def _changed(values: Sequence[str]) -> str:
+    return f"({_q(values, 'EXCLUDED.')}) IS DISTINCT FROM ({_q(values, 't.')})"
+
+
+def _sets(values: Sequence[str]) -> str:
+    """Take the new row's values and version; `ingested_at` moves only when a value changes
+    (a message published again refreshes the version alone)."""
+    sets = [f'"{c}" = EXCLUDED."{c}"' for c in _versioned(values)]
+    sets.append(f"ingested_at = CASE WHEN {_changed(values)} THEN now() ELSE t.ingested_at END")
+    return ", ".join(sets)
+
+
+def _order_sql(s: str) -> tuple[str, str, str]:
+    """order_events, then the current row of each order (the highest-ranked update), then
+    the identity fields, merged on their own so that an update that does not win still adds
+    what it carries."""
     cols = RECORD_TYPES["order"].COLUMNS
     key = ("exchange", "order_id")
-    values = [c for c in cols if c not in key]
-    terminal = ", ".join(f"'{x}'" for x in sorted(TERMINAL_STATUSES))
+    values = [c for c in cols if c not in key and c not in ORDER_IDENTITY]
 
-    def progress(p: str) -> str:
-        return f"({p}updated_at, coalesce({p}seq, -1), {_status_rank(p + 'status')}, {p}filled_quantity)"
+    def rank(p: str) -> list[str]:
+        status = _status_rank(p + "status")
+        return [
+            f"{status} = 3", f"{p}filled_quantity", f"{p}updated_at", f"coalesce({p}seq, -1)", status,
+            f"{p}version_ms", f"{p}version_seq", _tiebreak(values, p),
+        ]  # fmt: skip
 
     events = f"""
         INSERT INTO {s}.order_events ({_q(cols)}, event_hash)
-        SELECT {_q(cols)}, md5(ROW({_q(cols)})::text)::uuid FROM {STAGE_PREFIX}order WHERE NOT current
+        SELECT {_q(cols)}, md5(ROW({_q(cols)})::text)::uuid FROM {STAGE_PREFIX}order
         ON CONFLICT (exchange, order_id, updated_at, event_hash) DO NOTHING"""  # noqa: S608
+    # a new order takes, for each identity field, the greatest value its updates carry
+    picked = [f'max("{c}") OVER w' if c in ORDER_IDENTITY else f'"{c}"' for c in _versioned(cols)]
     current = f"""
-        INSERT INTO {s}.orders AS t ({_q(cols)})
-        SELECT {_q(cols)} FROM {STAGE_PREFIX}order WHERE current
-        ON CONFLICT ({_q(key)}) DO UPDATE SET {_updates(values, keep_old=ORDER_KEEP_OLD)}
-        WHERE {progress("EXCLUDED.")} > {progress("t.")}
-          AND EXCLUDED.filled_quantity >= t.filled_quantity
-          AND (EXCLUDED.status IN ({terminal}) OR t.status NOT IN ({terminal}))"""  # noqa: S608
-    return events, current
+        INSERT INTO {s}.orders AS t ({_q(_versioned(cols))})
+        SELECT DISTINCT ON ({_q(key)}) {", ".join(picked)} FROM {STAGE_PREFIX}order
+        WINDOW w AS (PARTITION BY {_q(key)})
+        ORDER BY {_q(key)}, {_sort(rank(""), "DESC")}
+        ON CONFLICT ({_q(key)}) DO UPDATE SET {_sets(values)}
+        WHERE {_row(rank("EXCLUDED."))} > {_row(rank("t."))}"""  # noqa: S608
+    merged = [f'greatest(t."{c}", b."{c}")' for c in ORDER_IDENTITY]
+    identity = f"""
+        UPDATE {s}.orders AS t
+        SET {", ".join(f'"{c}" = {m}' for c, m in zip(ORDER_IDENTITY, merged, strict=True))},
+            ingested_at = now()
+        FROM (SELECT {_q(key)}, {", ".join(f'max("{c}") AS "{c}"' for c in ORDER_IDENTITY)}
+              FROM {STAGE_PREFIX}order GROUP BY {_q(key)}) AS b
+        WHERE t.exchange = b.exchange AND t.order_id = b.order_id
+          AND ({", ".join(merged)}) IS DISTINCT FROM ({_q(ORDER_IDENTITY, "t.")})"""  # noqa: S608
+    return events, current, identity
 
 
 def _fill_sql(s: str) -> str:
     cols = RECORD_TYPES["fill"].COLUMNS
+    key = ("exchange", "symbol", "fill_id", "ts")
+    values = [c for c in cols if c not in key]
+
+    def rank(p: str) -> list[str]:
+        return [f"{p}version_ms", f"{p}version_seq", _tiebreak(values, p)]
+
     return f"""
-        INSERT INTO {s}.fills ({_q(cols)}) SELECT {_q(cols)} FROM {STAGE_PREFIX}fill
-        ON CONFLICT (exchange, symbol, fill_id, ts) DO NOTHING"""  # noqa: S608
+        INSERT INTO {s}.fills AS t ({_q(_versioned(cols))})
+        SELECT DISTINCT ON ({_q(key)}) {_q(_versioned(cols))} FROM {STAGE_PREFIX}fill
+        ORDER BY {_q(key)}, {_sort(rank(""), "ASC")}
+        ON CONFLICT ({_q(key)}) DO UPDATE SET {_sets(values)}
+        WHERE {_row(rank("EXCLUDED."))} < {_row(rank("t."))}"""  # noqa: S608
 
 
 def _bot_state_sql(s: str) -> str:
     cols = RECORD_TYPES["bot_state"].COLUMNS
+
+    def rank(p: str) -> list[str]:
+        return [
+            f"{p}ts",
+            f"coalesce({p}seq, -1)",
+            f"{p}version_ms",
+            f"{p}version_seq",
+            f"md5({p}state::text)",
+        ]
+
     return f"""
-        INSERT INTO {s}.bot_state AS t ({_q(cols)})
-        SELECT DISTINCT ON (bot_id) {_q(cols)} FROM {STAGE_PREFIX}bot_state
-        ORDER BY bot_id, ts DESC, coalesce(seq, -1) DESC, ord DESC
-        ON CONFLICT (bot_id) DO UPDATE SET {_updates(("ts", "seq", "state"))}
-        WHERE (EXCLUDED.ts, coalesce(EXCLUDED.seq, -1)) > (t.ts, coalesce(t.seq, -1))"""  # noqa: S608
+        INSERT INTO {s}.bot_state AS t ({_q(_versioned(cols))})
+        SELECT DISTINCT ON (bot_id) {_q(_versioned(cols))} FROM {STAGE_PREFIX}bot_state
+        ORDER BY bot_id, {_sort(rank(""), "DESC")}
+        ON CONFLICT (bot_id) DO UPDATE SET {_sets(("ts", "seq", "state"))}
+        WHERE {_row(rank("EXCLUDED."))} > {_row(rank("t."))}"""  # noqa: S608
 
 
 def build_writers(schema: str) -> dict[str, KindWriter]:
-    events, current = _order_sql(schema)
+    events, current, identity = _order_sql(schema)
     specs = {
         "kline": ("klines", (("klines", _kline_sql(schema)),)),
-        "order": ("orders", (("order_events", events), ("orders", current))),
+        "order": ("orders", (("order_events", events), ("orders", current), ("orders", identity))),
         "fill": ("fills", (("fills", _fill_sql(schema)),)),
         "bot_state": ("bot_state", (("bot_state", _bot_state_sql(schema)),)),
     }
     return {
         kind: KindWriter(
-            kind, table, RECORD_TYPES[kind].COLUMNS, statements,
-            ("ord", "current") if kind == "order" else ("ord",), kind in ("kline", "fill"),
+            kind, table, _versioned(RECORD_TYPES[kind].COLUMNS), statements, kind in ("kline", "fill")
         )
         for kind, (table, statements) in specs.items()
     }  # fmt: skip
@@ -199,8 +226,7 @@ async def create_staging(conn: asyncpg.Connection, schema: str, writers: dict[st
     for w in writers.values():
         await conn.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {w.stage} "
-            f"(LIKE {schema}.{w.source_table} INCLUDING DEFAULTS, ord integer, current boolean) "
-            "ON COMMIT DELETE ROWS"
+            f"(LIKE {schema}.{w.source_table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
 
 
@@ -209,12 +235,12 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def insert(
-    conn: asyncpg.Connection, schema: str, w: KindWriter, batch: Sequence[rows.Row]
+    conn: asyncpg.Connection, schema: str, w: KindWriter, batch: Sequence[rows.Row], versions: Sequence[str]
 ) -> dict[str, int] | None:
     """COPY a batch of new rows straight into the table, atomically. None when PostgreSQL
     refuses it (a key already stored or repeated, or any bad value): nothing was written and
     `write` must decide."""
-    data = ("\n".join(map(_TEXT, batch)) + "\n").encode()
+    data = w.copy_text(batch, versions)
     try:
         status = await conn.copy_to_table(
             w.source_table, schema_name=schema, source=_once(data), columns=w.columns, format="text"
@@ -224,14 +250,14 @@ async def insert(
     return {w.source_table: affected(status)}
 
 
-async def write(conn: asyncpg.Connection, w: KindWriter, items: Sequence[Item]) -> dict[str, int]:
+async def write(
+    conn: asyncpg.Connection, w: KindWriter, items: Sequence[Item], versions: Sequence[str]
+) -> dict[str, int]:
     """Write one batch in one transaction; returns rows inserted or updated per table."""
     written: dict[str, int] = {}
-    data = w.copy_text(items)
+    data = w.copy_text(items, versions)
     async with conn.transaction():
-        await conn.copy_to_table(
-            w.stage, source=_once(data), columns=(*w.columns, *w.extra_columns), format="text"
-        )
+        await conn.copy_to_table(w.stage, source=_once(data), columns=w.columns, format="text")
         for table, sql in w.statements:
             status = await conn.execute(sql)
             written[table] = written.get(table, 0) + affected(status)
