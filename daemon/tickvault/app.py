@@ -15,8 +15,7 @@ import logging
 import signal
 from typing import Final
 
-from tickvault import metrics
-from tickvault.codecs import CODECS
+from tickvault import codecs, metrics
 from tickvault.pipeline import Pipeline, PipelineConfig, Route, Routes
 from tickvault.settings import Settings, TopicSettings
 from tickvault.sources import Source
@@ -46,14 +45,15 @@ def build_source(settings: Settings) -> Source:
     return RedisStreamsSource(settings.redis, list(settings.source.topics))
 
 
-def _route(topic: TopicSettings) -> Route:
-    return Route(None if topic.kind == "mixed" else topic.kind, CODECS[topic.codec])
-
-
 def build_routes(settings: Settings) -> Routes:
+    built = {name: make(settings.source.min_epoch_ms) for name, make in codecs.CODECS.items()}
+
+    def route(topic: TopicSettings) -> Route:
+        return Route(None if topic.kind == "mixed" else topic.kind, built[topic.codec])
+
     return Routes(
-        {name: _route(t) for name, t in settings.source.topics.items()},
-        {pattern: _route(t) for pattern, t in settings.source.patterns.items()},
+        {name: route(t) for name, t in settings.source.topics.items()},
+        {pattern: route(t) for pattern, t in settings.source.patterns.items()},
     )
 
 

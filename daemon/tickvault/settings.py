@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from tickvault.errors import ConfigError
+from tickvault.records import MIN_EPOCH_MS
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 TopicKind = Literal["kline", "order", "fill", "bot_state", "mixed"]
@@ -71,6 +72,9 @@ class SourceSettings(_Section):
     )
     patterns: dict[str, TopicSettings] = Field(default_factory=dict)
     max_message_bytes: int = Field(1_048_576, ge=1024)
+    # integer timestamps below it are refused as likely epoch seconds; lowering it allows
+    # older dates, raising it past the default would call milliseconds seconds
+    min_epoch_ms: int = Field(MIN_EPOCH_MS, ge=0, le=MIN_EPOCH_MS)
 
     @field_validator("topics", "patterns", mode="before")
     @classmethod

@@ -54,7 +54,7 @@ async def test_native_partitioner_is_detected_without_timescaledb(env: TestEnv) 
         assert store.partitioning == "native"
 
 
-async def _timescale_available(dsn: str) -> bool:
+async def timescale_available(dsn: str) -> bool:
     conn = await asyncpg.connect(dsn)
     try:
         found = await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
@@ -64,7 +64,7 @@ async def _timescale_available(dsn: str) -> bool:
 
 
 async def test_timescaledb_hypertables(env: TestEnv, daemon: Daemon) -> None:
-    if not await _timescale_available(env.dsn):
+    if not await timescale_available(env.dsn):
         pytest.skip("the timescaledb extension is not installed on this PostgreSQL server")
     settings = env.settings(postgres={"timescale": "on"})
     await daemon.start(settings)

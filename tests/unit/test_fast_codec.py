@@ -24,7 +24,7 @@ from tests.integration.test_bad_input import BAD
 from tests.unit.test_records import DROP, FILL, KLINE, raw
 from tickvault.codecs import fast, native
 from tickvault.errors import RecordError
-from tickvault.records import EXAMPLES, Fill, Kline
+from tickvault.records import EXAMPLES, MIN_EPOCH_MS, Fill, Kline
 from tickvault.rows import Row, line, to_item
 
 DECIMALS: Final = (
@@ -39,7 +39,9 @@ TIMES: Final = (
     "1767225600000.5", "1.7e12", '"2026-01-01T00:00:00Z"', '"2026-01-01T00:00:59.999+00:00"',
     '"2026-01-01T02:00:00+02:00"', '"2025-12-31T23:00:00-01:00"', '"2026-01-01T00:00:00"',
     '"2026-01-01"', '"garbage"', '"9999-12-31T23:59:59-01:00"', '"1767225600000"', "true", "null",
-    "[1]",
+    "[1]", "1735689600", "99999999999", "100000000000", "1735689600000000", "1735689600000000000",
+    "1735689600.123", '"1969-12-31T23:59:59.999999Z"', '"1970-01-01T00:00:00Z"',
+    '"9999-12-31T23:59:59.999999Z"', '"10000-01-01T00:00:00Z"',
 )  # fmt: skip
 STRINGS: Final = (
     '"binance"', '"BTCUSDT"', '"BTC/USDT"', '"eth-usd.perp"', '""', '" x"', '"-bad"', '"a\\tb"',
@@ -67,17 +69,13 @@ def outcome(decode: Any, payload: bytes, kind: str | None) -> tuple[Any, ...]:
         return ("error", exc.category, exc.reason)
 
 
-def model_item(payload: bytes, kind: str | None) -> Any:
-    return to_item(native.decode(payload, kind))
-
-
-def agree(payload: bytes, kind: str | None) -> bool:
+def agree(payload: bytes, kind: str | None, min_epoch_ms: int = MIN_EPOCH_MS) -> bool:
     """Assert both paths agree on `payload`; True when the hot path took it."""
-    row = fast.decode(payload, kind)
-    expected = outcome(model_item, payload, kind)
+    row = fast.decode(payload, kind, min_epoch_ms)
+    expected = outcome(lambda p, k: to_item(native.decode(p, k, min_epoch_ms)), payload, kind)
     if row is not None:
         assert expected == ("ok", row), payload
-    assert outcome(native.decode_item, payload, kind) == expected, payload
+    assert outcome(native.codec(min_epoch_ms), payload, kind) == expected, payload
     return row is not None
 
 
@@ -98,10 +96,22 @@ def random_mixes(n: int, seed: int) -> Iterator[tuple[str, bytes]]:
         yield kind, raw(BASES[kind], **{name: rng.choice(VALUES) for name in names})
 
 
+@pytest.mark.parametrize("min_epoch_ms", [MIN_EPOCH_MS, 0], ids=["default-floor", "no-floor"])
 @pytest.mark.parametrize("mixed", [False, True], ids=["kind-of-topic", "mixed-stream"])
-def test_every_field_set_to_every_value_agrees(mixed: bool) -> None:
-    taken = sum(agree(payload, None if mixed else kind) for kind, payload in one_field_changed(mixed))
+def test_every_field_set_to_every_value_agrees(mixed: bool, min_epoch_ms: int) -> None:
+    taken = sum(
+        agree(payload, None if mixed else kind, min_epoch_ms) for kind, payload in one_field_changed(mixed)
+    )
     assert taken > 500  # the hot path is not simply deferring everything
+
+
+def test_the_time_cache_does_not_bypass_the_floor() -> None:
+    payload = raw(FILL, ts="1735689600")
+    assert agree(payload, "fill", min_epoch_ms=0)  # the hot path takes it, and caches its time
+    assert not agree(payload, "fill")
+    error = outcome(native.decode_item, payload, "fill")
+    assert error[:2] == ("error", "invalid")
+    assert "ts: looks like epoch seconds" in error[2]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -341,8 +341,8 @@ def test_epoch_milliseconds_become_exact_utc() -> None:
     assert record.close_time == utc(2026, 1, 1, 0, 0, 59, 999000)
 
 
-def test_epoch_zero_is_the_epoch() -> None:
-    assert ok("fill", ts="0").ts == utc(1970, 1, 1)
+def test_epoch_zero_is_the_epoch_once_the_floor_allows_it() -> None:
+    assert decode(raw(FILL, ts="0"), "fill", min_epoch_ms=0).ts == utc(1970, 1, 1)
 
 
 def test_iso_with_offset_is_converted_to_utc() -> None:

@@ -3,14 +3,17 @@ driver options built from settings (credentials reach the driver and nothing els
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import ssl
 
 import pytest
 
+from tickvault.app import build_routes
 from tickvault.codecs import CODECS
-from tickvault.errors import ConfigError
+from tickvault.errors import ConfigError, RecordError
 from tickvault.pipeline import Route, Routes
+from tickvault.records import MIN_EPOCH_MS
 from tickvault.settings import load_settings
 from tickvault.sources.kafka import _Offsets, client_options, subscription_pattern
 from tickvault.sources.redis_streams import connect
@@ -109,7 +112,7 @@ def test_redis_tls_files_need_a_rediss_url() -> None:
 
 
 def test_routes_exact_names_first_then_the_first_matching_pattern() -> None:
-    native = CODECS["native"]
+    native = CODECS["native"](MIN_EPOCH_MS)
     routes = Routes(
         {"md.candles-X": Route("order", native)},
         {r"md\.candles-.*": Route("kline", native), r"md\..*": Route(None, native)},
@@ -118,3 +121,22 @@ def test_routes_exact_names_first_then_the_first_matching_pattern() -> None:
     assert routes.get("md.candles-BINANCE-BTC-USDT") == Route("kline", native)
     assert routes.get("md.other") == Route(None, native)
     assert routes.get("xmd.candles-A") is None  # patterns match the whole name
+
+
+def test_routes_refuse_integer_timestamps_below_the_configured_floor() -> None:
+    seconds = b'{"fill_id": "1", "order_id": "1", "exchange": "x", "symbol": "S", "side": "buy", '
+    seconds += b'"quantity": "1", "price": "1", "ts": 1735689600}'
+    strict = build_routes(load_settings()).get("tickvault.fills")
+    assert strict is not None
+    with pytest.raises(RecordError, match="ts: looks like epoch seconds"):
+        strict.codec(seconds, strict.kind)
+    lowered = build_routes(load_settings(source={"min_epoch_ms": 0})).get("tickvault.fills")
+    assert lowered is not None
+    row = lowered.codec(seconds, lowered.kind)
+    assert row.time == dt.datetime(1970, 1, 21, 2, 8, 9, 600000, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("value", [-1, 100_000_000_001])
+def test_the_floor_stays_between_the_epoch_and_its_default(value: int) -> None:
+    with pytest.raises(ConfigError, match=r"source\.min_epoch_ms"):
+        load_settings(source={"min_epoch_ms": value})

@@ -13,6 +13,8 @@ from tickvault.codecs import native
 from tickvault.rows import Item
 
 Codec = Callable[[bytes, str | None], Item]
-CODECS: Final[dict[str, Codec]] = {"native": native.decode_item}
+# name → the codec for a floor of integer timestamps (source.min_epoch_ms; below it they are
+# refused as likely epoch seconds, see records.parse_timestamp)
+CODECS: Final[dict[str, Callable[[int], Codec]]] = {"native": native.codec}
 
 __all__ = ["CODECS", "Codec"]

@@ -13,8 +13,10 @@ invalid input that both paths give the same row or the same error.
 How it stays cheap: msgspec decodes a message into a Struct and checks the types (and the
 interval, trades and closed) in C. The row's COPY text is joined at once and one regular
 expression over it checks every text and decimal field; only the timestamps (cached, klines
-of one minute share them) and a kline's high/low range are checked in Python. A message
-without a backslash holds no string that needs COPY escaping or could read as `\\N`.
+of one minute share them) and a kline's high/low range are checked in Python. The cache is
+shared by every floor (`min_epoch_ms`, see `records.parse_timestamp`): an integer is compared
+with the floor before it is looked up. A message without a backslash holds no string that
+needs COPY escaping or could read as `\\N`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tickvault.records import (
     BOT_ID_PATTERN,
     EXCHANGE_PATTERN,
     MAX_BIGINT,
+    MIN_EPOCH_MS,
     SYMBOL_PATTERN,
     TEXT_MAX_LENGTH,
     Interval,
@@ -111,8 +114,9 @@ _TIMES_CACHED: Final = 4096
 _times: dict[int | str, tuple[dt.datetime, str]] = {}
 
 
-def decode(payload: bytes, default_kind: str | None) -> Row | None:
-    """The row of a valid kline or fill; None when pydantic must decide."""
+def decode(payload: bytes, default_kind: str | None, min_epoch_ms: int = MIN_EPOCH_MS) -> Row | None:
+    """The row of a valid kline or fill; None when pydantic must decide. Integer timestamps
+    below `min_epoch_ms` are left to pydantic, which refuses them."""
     decoder = _DECODERS.get(default_kind)
     if decoder is None or b"\\" in payload:
         return None
@@ -121,12 +125,15 @@ def decode(payload: bytes, default_kind: str | None) -> Row | None:
     except (msgspec.DecodeError, ValueError, RecursionError):
         return None
     if type(message) is _Kline:
-        return _kline(message)
-    return _fill(message) if type(message) is _Fill else None
+        return _kline(message, min_epoch_ms)
+    return _fill(message, min_epoch_ms) if type(message) is _Fill else None
 
 
-def _time(value: Any) -> tuple[dt.datetime, str] | None:
-    if type(value) is not int and type(value) is not str:
+def _time(value: Any, min_epoch_ms: int) -> tuple[dt.datetime, str] | None:
+    if type(value) is int:
+        if value < min_epoch_ms:  # before the cache, which holds values of every floor
+            return None
+    elif type(value) is not str:
         return None
     cached = _times.get(value)
     if cached is not None:
@@ -151,9 +158,9 @@ def _numbers_as_text(message: S, names: tuple[str, ...]) -> S | None:
     return msgspec.structs.replace(message, **changes) if changes else None
 
 
-def _kline(k: _Kline) -> Row | None:
-    opened = _time(k.open_time)
-    closes = _NO_TIME if k.close_time is None else _time(k.close_time)
+def _kline(k: _Kline, min_epoch_ms: int) -> Row | None:
+    opened = _time(k.open_time, min_epoch_ms)
+    closes = _NO_TIME if k.close_time is None else _time(k.close_time, min_epoch_ms)
     if opened is None or closes is None:
         return None
     quote, trades = k.quote_volume, k.trades
@@ -165,7 +172,7 @@ def _kline(k: _Kline) -> Row | None:
         ))  # fmt: skip
     except TypeError:  # a decimal sent as a JSON number, or a value of no decimal type
         as_text = _numbers_as_text(k, _KLINE_DECIMALS)
-        return None if as_text is None else _kline(as_text)
+        return None if as_text is None else _kline(as_text, min_epoch_ms)
     if _KLINE_ROW(text) is None:
         return None
     o, h, lo, c = Decimal(k.open), Decimal(k.high), Decimal(k.low), Decimal(k.close)
@@ -174,8 +181,8 @@ def _kline(k: _Kline) -> Row | None:
     return new_row(("kline", text, opened[0], k.symbol))
 
 
-def _fill(f: _Fill) -> Row | None:
-    ts = _time(f.ts)
+def _fill(f: _Fill, min_epoch_ms: int) -> Row | None:
+    ts = _time(f.ts, min_epoch_ms)
     if ts is None:
         return None
     asset, liquidity, bot_id, strategy = f.fee_asset, f.liquidity, f.bot_id, f.strategy
@@ -187,7 +194,7 @@ def _fill(f: _Fill) -> Row | None:
         ))  # fmt: skip
     except TypeError:
         as_text = _numbers_as_text(f, _FILL_DECIMALS)
-        return None if as_text is None else _fill(as_text)
+        return None if as_text is None else _fill(as_text, min_epoch_ms)
     if _FILL_ROW(text) is None:
         return None
     return new_row(("fill", text, ts[0], f.symbol))

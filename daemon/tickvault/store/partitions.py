@@ -4,6 +4,11 @@ Native: every time table has a DEFAULT partition, so no row is ever refused. The
 creates fixed-width partitions ahead of time and before each batch that reaches a range
 without one; rows that already sit in the default partition for a new range are moved into
 it in the same transaction. TimescaleDB creates chunks itself, so there `ensure` does nothing.
+
+The first partition starts at 1970-01-01, the start of the time range records accept. The
+last one, holding 9999-12-31, has no upper bound (`TO (MAXVALUE)`): its end would be in the
+year 10000, which PostgreSQL could store but Python's datetime cannot represent.
+TimescaleDB needs no such care: its chunks cover 4713 BC to about 294000 AD.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Protocol
 
 import asyncpg
 
-from tickvault.records import EPOCH
+from tickvault.records import EPOCH, MAX_TIME
 from tickvault.store.db import affected
 from tickvault.store.schema import TIME_TABLES, TimeTable
 
@@ -49,9 +54,12 @@ class NativePartitioner:
     def bucket(self, ts: dt.datetime) -> int:
         return (ts - EPOCH).days // self.interval_days
 
-    def bounds(self, bucket: int) -> tuple[dt.datetime, dt.datetime]:
-        lower = EPOCH + dt.timedelta(days=bucket * self.interval_days)
-        return lower, lower + dt.timedelta(days=self.interval_days)
+    def bounds(self, bucket: int) -> tuple[dt.datetime, dt.datetime | None]:
+        """[lower, upper) of a bucket; upper is None (no bound) for the last one, which
+        holds MAX_TIME. `bucket` must not be after that one."""
+        width = dt.timedelta(days=self.interval_days)
+        lower = EPOCH + bucket * width
+        return lower, None if lower > MAX_TIME - width else lower + width
 
     async def ensure(self, conn: asyncpg.Connection, table: TimeTable, times: Iterable[dt.datetime]) -> None:
         for bucket in {self.bucket(ts) for ts in times}:
@@ -68,8 +76,9 @@ class NativePartitioner:
 
     async def ensure_ahead(self, conn: asyncpg.Connection, now: dt.datetime) -> None:
         first = self.bucket(now)
+        last = min(first + self.ahead, self.bucket(MAX_TIME))
         for table in TIME_TABLES:
-            await self.ensure(conn, table, [self.bounds(b)[0] for b in range(first, first + self.ahead + 1)])
+            await self.ensure(conn, table, [self.bounds(b)[0] for b in range(first, last + 1)])
 
     async def _create(self, conn: asyncpg.Connection, table: TimeTable, bucket: int) -> None:
         lower, upper = self.bounds(bucket)
@@ -82,14 +91,15 @@ class NativePartitioner:
             await conn.execute(f"CREATE TABLE {s}.{name} (LIKE {s}.{parent} INCLUDING DEFAULTS)")
             moved = await conn.execute(
                 f"WITH moved AS (DELETE FROM {s}.{parent}_default "  # noqa: S608 - identifiers are ours
-                f"WHERE {col} >= $1 AND {col} < $2 RETURNING *) "
+                f"WHERE {col} >= $1 AND ($2::timestamptz IS NULL OR {col} < $2) RETURNING *) "
                 f"INSERT INTO {s}.{name} SELECT * FROM moved",
                 lower,
                 upper,
             )
+            to = "MAXVALUE" if upper is None else f"'{upper.isoformat()}'"
             await conn.execute(
                 f"ALTER TABLE {s}.{parent} ATTACH PARTITION {s}.{name} "
-                f"FOR VALUES FROM ('{lower.isoformat()}') TO ('{upper.isoformat()}')"
+                f"FOR VALUES FROM ('{lower.isoformat()}') TO ({to})"
             )
         log.info("created partition %s.%s (%s rows moved from default)", s, name, affected(moved))
 
