@@ -417,11 +417,44 @@ EXAMPLES: Final[dict[str, dict[str, Any]]] = {
 }  # fmt: skip
 
 
+# How the store settles several messages for one key (store/writers.py implements it; the
+# README's "Rules per kind" says the same). A message's version is its place in publish order:
+# its Redis entry id, or its Kafka record's timestamp then offset.
+STORAGE_RULES: Final[dict[str, str]] = {
+    "kline": (
+        "Key (exchange, symbol, interval, open_time). The stored candle is the closed one published "
+        "last, or, while no closed one exists, the open one published last: a closed candle is never "
+        "replaced by an open one, and a redelivered or reclaimed older message changes nothing."
+    ),
+    "order": (
+        "Key (exchange, order_id). The current row is the update that ranks highest by (terminal "
+        "status, filled_quantity, updated_at, seq, status new<open<partially_filled<terminal, version): "
+        "a terminal status is never replaced by a non-terminal one and filled_quantity never decreases. "
+        "client_order_id, bot_id, strategy and created_at keep the greatest value any update carried. "
+        "Every distinct update is also kept in the order history."
+    ),
+    "fill": (
+        "Key (exchange, symbol, fill_id, ts). The first-published message wins; redeliveries and "
+        "later copies change nothing."
+    ),
+    "bot_state": (
+        "Key bot_id. The stored snapshot is the one that ranks highest by (ts, seq, version); a "
+        "missing seq counts as -1."
+    ),
+}
+ORDERING_NOTE: Final = (
+    " The result is the same whatever order, batching or repetition the messages arrive in; "
+    "ties between distinct messages of equal version are broken by their values."
+)
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of each message kind, as published in schemas/."""
+    """The JSON Schema of each message kind, as published in schemas/; its description is the
+    kind's storage rule."""
     schemas = {}
     for kind, cls in RECORD_TYPES.items():
         schema = cls.model_json_schema(mode="validation")
+        schema["description"] = STORAGE_RULES[kind] + ORDERING_NOTE
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://tickvault.dev/schemas/{kind}.schema.json"
         schemas[kind] = schema
