@@ -142,13 +142,19 @@ async def _check_known(vault: Vault, args: argparse.Namespace) -> None:
             raise TickvaultError(f"{nothing} {column} {value}" + _close_matches(value, stored))
 
 
-def _close_matches(word: str, candidates: Iterable[str], n: int = 5) -> str:
-    """`; close matches: a, b` (compared ignoring case), or "" when nothing is close."""
+def _close_matches(word: str, candidates: Iterable[str], n: int = 5, cutoff: float = 0.6) -> str:
+    """`; close matches: a, b` — the closest first, ties in order, case ignored — or ""."""
     by_folded: dict[str, list[str]] = {}
-    for candidate in candidates:
+    for candidate in sorted(candidates):
         by_folded.setdefault(candidate.casefold(), []).append(candidate)
-    folded = difflib.get_close_matches(word.casefold(), by_folded, n=n)
-    found = [c for f in folded for c in by_folded[f]][:n]
+    matcher = difflib.SequenceMatcher(b=word.casefold())
+    scored = []
+    for folded in by_folded:  # as difflib.get_close_matches, which orders ties backwards
+        matcher.set_seq1(folded)
+        cheap = matcher.real_quick_ratio() >= cutoff and matcher.quick_ratio() >= cutoff  # upper bounds
+        if cheap and (ratio := matcher.ratio()) >= cutoff:
+            scored.append((-ratio, folded))
+    found = [c for _, folded in sorted(scored)[:n] for c in by_folded[folded]][:n]
     return f"; close matches: {join(found)}" if found else ""
 
 
