@@ -1,15 +1,16 @@
 """argv → Settings → logging → asyncio.run(...). No pipeline logic lives here.
 
 Every command takes `--config FILE`; every option can also come from `TICKVAULT_*`
-environment variables. Errors print one line on stderr and exit non-zero.
+environment variables. Errors print one line on stderr, `tickvault: error: …`, and exit 1;
+usage errors (an unknown option, a missing or malformed argument) print one such line that
+points at the command's `--help`, and exit 2. `query` lives in query.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import datetime as dt
+import importlib.metadata
 import json
 import logging
 import os
@@ -17,16 +18,19 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import tickvault
 from tickvault import app
+from tickvault import query as query_command
 from tickvault.errors import SourceUnavailable, TickvaultError
-from tickvault.records import EXAMPLES, Record, dump_json, json_schemas
+from tickvault.query import count, join, positive_int
+from tickvault.records import EXAMPLES, json_schemas
 from tickvault.settings import Settings, load_settings
 from tickvault.sources import kafka
 from tickvault.sources.redis_streams import connect as redis_connect
 from tickvault.store import Store, migrate
-from tickvault.vault import Vault
+from tickvault.store.dead_letters import StoredDeadLetter
 
 log = logging.getLogger("tickvault")
 # a person is waiting on these: fail fast instead of retrying PostgreSQL for minutes
@@ -127,25 +131,43 @@ async def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
                 f"{d.category}\t{d.reason[:200]}\t{len(d.payload)} bytes{replayed}"
             )
     if not args.json:
-        print(f"{len(rows)} dead letters", file=sys.stderr)
+        print(count(len(rows), "dead letter"), file=sys.stderr)
     return 0
 
 
 async def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
-    if not args.ids and not args.all:
-        raise TickvaultError("name dead letters with --id, or pass --all")
+    """`--all`: every dead letter of the configured source not yet replayed. `--id`: exactly
+    those, replayed before or not (replaying is idempotent); an unknown id or one from the
+    other source is an error, and then nothing is replayed."""
     kind = settings.source.kind
     async with Store(settings.postgres) as store:
-        rows = await store.dead_letters(ids=args.ids or (), limit=args.limit)
-        rows = [r for r in rows if r.letter.source == kind]
+        if args.ids:
+            ids = sorted(set(args.ids))
+            rows = await store.dead_letters(ids=ids, include_replayed=True, limit=len(ids))
+            _check_named(ids, rows, kind)
+        else:
+            rows = await store.dead_letters(limit=args.limit)
+            rows = [r for r in rows if r.letter.source == kind]
         records = [(r.letter.stream, r.letter.payload) for r in rows]
         if kind == "kafka":
             await kafka.publish(settings.kafka, records)
         else:
             await _xadd(settings, records)
         await store.mark_replayed([r.id for r in rows])
-    print(f"replayed {len(rows)} dead letters")
+    print(f"replayed {count(len(rows), 'dead letter')}")
     return 0
+
+
+def _check_named(ids: Sequence[int], rows: Sequence[StoredDeadLetter], kind: str) -> None:
+    found = {r.id for r in rows}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        which = "id" if len(missing) == 1 else "ids"
+        raise TickvaultError(f"no dead letter with {which} {join(missing)}; nothing replayed")
+    other = [r.id for r in rows if r.letter.source != kind]
+    if other:
+        noun = "dead letter" if len(other) == 1 else "dead letters"
+        raise TickvaultError(f"{noun} {join(other)} did not come from {kind} (source.kind); nothing replayed")
 
 
 async def _xadd(settings: Settings, records: Sequence[tuple[str, bytes]]) -> None:
@@ -157,54 +179,6 @@ async def _xadd(settings: Settings, records: Sequence[tuple[str, bytes]]) -> Non
             await pipe.execute()
     finally:
         await redis.aclose()
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, dict):
-        return dump_json(value)
-    return "" if value is None else str(value)
-
-
-def print_records(records: Sequence[Record], fmt: str) -> None:
-    if not records:
-        return
-    columns = list(type(records[0]).COLUMNS)
-    if fmt == "jsonl":
-        for r in records:
-            values = {c: getattr(r, c) for c in columns}
-            print(dump_json({c: _text(v) if isinstance(v, dt.datetime) else v for c, v in values.items()}))
-        return
-    rows = [[_text(getattr(r, c)) for c in columns] for r in records]
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    else:
-        widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
-        print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-        for row in rows:
-            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-
-
-async def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
-    window = {"start": args.start, "end": args.end, "limit": args.limit}
-    async with Vault.connect(settings) as vault:
-        records: Sequence[Record]
-        if args.what == "klines":
-            if not (args.exchange and args.symbol):
-                raise TickvaultError("query klines needs --exchange and --symbol")
-            records = await vault.klines(args.exchange, args.symbol, args.interval, **window)
-        elif args.what == "orders":
-            records = await vault.orders(args.exchange, args.symbol, args.bot_id, **window)
-        elif args.what == "fills":
-            records = await vault.fills(args.exchange, args.symbol, args.bot_id, **window)
-        else:
-            records = await vault.bot_states(args.bot_id)
-    print_records(records, args.format)
-    print(f"{len(records)} {args.what}", file=sys.stderr)
-    return 0
 
 
 async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
@@ -224,10 +198,45 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error, pointing at the command's help.
+
+    The innermost (sub)parser that parsed the arguments is kept as `args.usage`, so errors
+    found after parsing (unrecognised arguments, `query` checks) point at its help too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"tickvault: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if not hasattr(parsed, "usage"):  # a sub-command's parser returns first
+            parsed.usage = self
+        return parsed, extras
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parsed.usage.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tickvault")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return tickvault.__version__
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="TOML config file (env TICKVAULT_* overrides it)")
-    parser = argparse.ArgumentParser(prog="tickvault", description="Storage daemon for trading systems.")
+    parser = _Parser(prog="tickvault", description="Storage daemon for trading systems.")
+    parser.add_argument("--version", action="version", version=f"tickvault {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", parents=[common], help="run the ingest daemon until SIGTERM/SIGINT")
     run.set_defaults(handler=cmd_run)
@@ -242,13 +251,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     lst = dlq.add_parser("list", parents=[common], help="list dead letters (not yet replayed)")
     lst.add_argument("--all", action="store_true", help="include replayed ones")
-    lst.add_argument("--limit", type=int, default=100)
+    lst.add_argument("--limit", type=positive_int, default=100, help="at most this many (default: 100)")
     lst.add_argument("--json", action="store_true", help="one JSON object per line, with payloads")
     lst.set_defaults(handler=cmd_dlq_list)
     rep = dlq.add_parser("replay", parents=[common], help="re-publish dead letters to their stream")
-    rep.add_argument("--id", dest="ids", type=int, action="append", help="dead letter id (repeatable)")
-    rep.add_argument("--all", action="store_true", help="every dead letter not yet replayed")
-    rep.add_argument("--limit", type=int, default=10_000)
+    which = rep.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--id", dest="ids", type=int, action="append", metavar="N", help="dead letter id (repeatable)"
+    )
+    which.add_argument("--all", action="store_true", help="every dead letter not yet replayed")
+    rep.add_argument("--limit", type=positive_int, default=10_000, help="--all: at most this many")
     rep.set_defaults(handler=cmd_dlq_replay)
     dev = sub.add_parser(
         "dev", parents=[common], help="run with embedded PostgreSQL and Redis (pip install 'tickvault[dev]')"
@@ -260,16 +272,8 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--demo", action="store_true", help="also publish a synthetic market and a toy bot")
     dev.set_defaults(handler=cmd_dev)
     query = sub.add_parser("query", parents=[common], help="print stored klines, orders, fills or bot state")
-    query.add_argument("what", choices=["klines", "orders", "fills", "bot_state"])
-    query.add_argument("--exchange")
-    query.add_argument("--symbol")
-    query.add_argument("--interval", default="1m", help="klines only (default: 1m)")
-    query.add_argument("--bot-id")
-    query.add_argument("--start", help="inclusive; ISO-8601 with offset or epoch ms")
-    query.add_argument("--end", help="exclusive; ISO-8601 with offset or epoch ms")
-    query.add_argument("--limit", type=int, help="at most this many rows (klines: the latest ones)")
-    query.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
-    query.set_defaults(handler=cmd_query)
+    query_command.add_arguments(query)
+    query.set_defaults(handler=query_command.run)
     sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
     sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
     sch.set_defaults(handler=None)
@@ -286,7 +290,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code. Usage errors exit 2 through SystemExit, as argparse does."""
     args = _parser().parse_args(argv)
+    if args.command == "query" and (problem := query_command.usage_problem(args)):
+        args.usage.error(problem)
     try:
         if args.command == "schemas":
             return cmd_schemas(args)

@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from tickvault.decimals import in_numeric_range
+
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_TIME: Final = dt.datetime.max.replace(tzinfo=dt.UTC)  # 9999-12-31T23:59:59.999999Z
 TIME_RANGE: Final = "1970-01-01T00:00:00Z..9999-12-31T23:59:59.999999Z"
@@ -375,9 +377,15 @@ class BotState(_Record):
 
 
 def dump_json(value: Any) -> str:
-    """Serialise decoded JSON back to text, writing Decimals as exact JSON numbers."""
+    """Serialise decoded JSON back to text, writing Decimals as exact JSON numbers.
+
+    Numbers are positional (`10000`, `0.00000001`, never `1E+4`) and keep the scale they
+    hold, so the store keeps what was sent; read paths pass canonical values
+    (tickvault.decimals). A number beyond PostgreSQL numeric's range, which jsonb refuses
+    anyway, keeps its short exponent form rather than expanding into megabytes of zeros.
+    """
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f") if in_numeric_range(value) else str(value)
     if isinstance(value, dict):
         return "{" + ",".join(json.dumps(str(k)) + ":" + dump_json(v) for k, v in value.items()) + "}"
     if isinstance(value, list):

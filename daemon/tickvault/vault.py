@@ -3,6 +3,13 @@
 Reads the hot tier (PostgreSQL). Every method takes optional `start` (inclusive) and `end`
 (exclusive) as aware datetimes, epoch milliseconds or ISO-8601 strings with an offset, and
 returns records in time order. Results are the same record types the daemon ingests.
+
+Decimals come back in their canonical form (tickvault.decimals): the exact value, trailing
+zeros removed, exponent never positive — `Decimal('10000')`, not asyncpg's `Decimal('1E+4')`.
+Every read path added here (cold tier, Arrow results) applies the same `canonical`.
+
+Bad arguments raise ConfigError: a bound that is not a time, `end` not after `start`, a
+`limit` below 1, an interval that is not one of records.INTERVALS.
 """
 
 from __future__ import annotations
@@ -15,24 +22,95 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from tickvault.decimals import canonical
 from tickvault.errors import ConfigError
-from tickvault.records import BotState, Fill, Kline, Order, parse_timestamp
+from tickvault.records import INTERVALS, BotState, Fill, Kline, Order, parse_timestamp
 from tickvault.settings import Settings, load_settings
 from tickvault.store import Store
 
 R = TypeVar("R", Kline, Order, Fill, BotState)
 DEFAULT_LIMIT: Final = 10_000
+MAX_DISTINCT: Final = 100_000  # most distinct values a listing such as kline_series returns
+# the filter columns whose distinct values `stored_values` lists, per table: each leads an
+# index or the primary key (fills' symbol comes second, after exchange), so a skip scan
+# reads one index entry per value instead of every row
+DISTINCT_SCANS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
+    ("orders", "exchange"): ("exchange",),
+    ("orders", "symbol"): ("symbol",),
+    ("orders", "bot_id"): ("bot_id",),
+    ("fills", "exchange"): ("exchange",),
+    ("fills", "symbol"): ("exchange", "symbol"),
+    ("fills", "bot_id"): ("bot_id",),
+    ("bot_state", "bot_id"): ("bot_id",),
+}
+KLINE_SERIES: Final = ("exchange", "symbol", "interval")  # the primary key's prefix
+
+
+def parse_time(value: dt.datetime | int | str) -> dt.datetime:
+    """A bound as UTC: an aware datetime, epoch ms (int or digits) or ISO-8601 with an offset.
+
+    Raises ValueError with the reason.
+    """
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)  # epoch milliseconds, as the CLI passes them
+    return parse_timestamp(value)
 
 
 def _time(value: dt.datetime | int | str | None, name: str) -> dt.datetime | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)  # epoch milliseconds, as the CLI passes them
     try:
-        return parse_timestamp(value)
+        return parse_time(value)
     except ValueError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+        shown = f" {value!r}" if isinstance(value, str | int) else ""
+        raise ConfigError(f"{name}{shown}: {exc}") from None
+
+
+def _window(
+    start: dt.datetime | int | str | None, end: dt.datetime | int | str | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    lower, upper = _time(start, "start"), _time(end, "end")
+    if lower is not None and upper is not None and upper <= lower:
+        raise ConfigError(f"end {_iso(upper)} is not after start {_iso(lower)}")
+    return lower, upper
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_LIMIT
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+    return limit
+
+
+def _canonical_row(row: Any) -> dict[str, Any]:
+    """A fetched row as record fields, decimals in canonical form."""
+    return {k: canonical(v) if type(v) is Decimal else v for k, v in row.items()}
+
+
+def _json_number(text: str) -> Decimal:
+    return canonical(Decimal(text))
+
+
+def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
+    """Distinct values of `columns` (an index prefix) in index order, one index probe each.
+
+    A recursive skip scan: each step asks for the first key above the previous one. NULLs
+    sort last, and a comparison with NULL is not true, so they end the scan.
+    """
+    names = ", ".join(f'"{c}"' for c in columns)
+    found = ", ".join(f't."{c}"' for c in columns)
+    last = ", ".join(f's."{c}"' for c in columns)
+    not_null = " AND ".join(f'"{c}" IS NOT NULL' for c in columns)
+    return (
+        f"WITH RECURSIVE s AS ((SELECT {names} FROM {table} WHERE {not_null} ORDER BY {names} LIMIT 1) "  # noqa: S608 - identifiers are ours
+        f"UNION ALL SELECT n.* FROM s CROSS JOIN LATERAL (SELECT {found} FROM {table} t "
+        f"WHERE ({found}) > ({last}) ORDER BY {found} LIMIT 1) n) SELECT {names} FROM s LIMIT $1"
+    )
 
 
 class Vault:
@@ -64,12 +142,11 @@ class Vault:
             if value is not None:
                 args.append(value)
                 clauses.append(f'"{column}" = ${len(args)}')
-        for op, value, name in ((">=", start, "start"), ("<", end, "end")):
-            bound = _time(value, name)
+        for op, bound in zip((">=", "<"), _window(start, end), strict=True):
             if bound is not None:
                 args.append(bound)
                 clauses.append(f"{time_column} {op} ${len(args)}")
-        args.append(DEFAULT_LIMIT if limit is None else limit)
+        args.append(_limit(limit))
         columns = ", ".join(f'"{c}"' for c in record_type.COLUMNS)
         where = " AND ".join(clauses) or "TRUE"
         order = "DESC" if newest_first else "ASC"
@@ -78,7 +155,7 @@ class Vault:
             f"ORDER BY {time_column} {order} LIMIT ${len(args)}"
         )
         rows = await self._store.fetch(sql, *args)
-        records = [record_type.model_construct(**dict(row)) for row in rows]
+        records = [record_type.model_construct(**_canonical_row(row)) for row in rows]
         return records[::-1] if newest_first else records
 
     async def klines(
@@ -91,6 +168,8 @@ class Vault:
         limit: int | None = None,
     ) -> list[Kline]:
         """Candles of one series in [start, end); with only `limit`, the latest ones."""
+        if interval not in INTERVALS:
+            raise ConfigError(f"interval {interval!r} is not one of {' '.join(INTERVALS)}")
         filters = {"exchange": exchange, "symbol": symbol, "interval": interval}
         latest = start is None and limit is not None
         return await self._select(Kline, "klines", filters, start, end, limit, newest_first=latest)
@@ -137,8 +216,30 @@ class Vault:
         states = await self._select(BotState, "bot_state", {"bot_id": bot_id}, None, None, None)
         states.sort(key=lambda s: s.bot_id)
         return [
-            s.model_copy(update={"state": json.loads(s.state, parse_float=Decimal)})
+            s.model_copy(update={"state": json.loads(s.state, parse_float=_json_number)})
             if isinstance(s.state, str)
             else s
             for s in states
         ]
+
+    async def kline_series(self, limit: int = MAX_DISTINCT) -> list[tuple[str, str, str]]:
+        """Every stored (exchange, symbol, interval), ascending; at most `limit` of them.
+
+        Reads one primary-key entry per series, so millions of candles cost little.
+        """
+        return [(e, s, i) for e, s, i in await self._distinct("klines", KLINE_SERIES, limit)]
+
+    async def stored_values(self, table: str, column: str, limit: int = MAX_DISTINCT) -> list[str]:
+        """The distinct non-null values of a filter column, ascending; at most `limit` of them.
+
+        `table` is "orders", "fills" or "bot_state"; `column` "exchange", "symbol" or "bot_id"
+        (bot_state: "bot_id" only). Other pairs raise ConfigError.
+        """
+        columns = DISTINCT_SCANS.get((table, column))
+        if columns is None:
+            raise ConfigError(f"no listing of distinct {column} values in {table}")
+        return sorted({row[-1] for row in await self._distinct(table, columns, limit)})
+
+    async def _distinct(self, table: str, columns: tuple[str, ...], limit: int) -> list[tuple[Any, ...]]:
+        rows = await self._store.fetch(_distinct_sql(f"{self._schema}.{table}", columns), _limit(limit))
+        return [tuple(row) for row in rows]

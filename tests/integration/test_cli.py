@@ -153,7 +153,7 @@ async def test_dlq_list_and_replay(env: TestEnv, daemon: Daemon) -> None:
     not_utf8 = letters[1]
     result = await tickvault(env, "dlq", "replay", "--id", str(not_utf8["id"]))
     assert result.code == 0, result.lines
-    assert result.out == ["replayed 1 dead letters"]
+    assert result.out == ["replayed 1 dead letter"]
     assert await env.redis.xlen(stream) == length + 1
     [(_, fields)] = await env.redis.xrevrange(stream, count=1)
     assert fields == {b"data": bad[1]}

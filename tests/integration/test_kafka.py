@@ -149,7 +149,7 @@ async def test_dlq_replay_republishes_to_the_kafka_topic(env: TestEnv, daemon: D
     assert [(r["source"], r["entry_id"], bytes(r["payload"])) for r in rows] == [("kafka", entry_id, bad)]
 
     result = await tickvault(env, "dlq", "replay", "--all")
-    assert (result.code, result.lines) == (0, ["replayed 1 dead letters"])
+    assert (result.code, result.lines) == (0, ["replayed 1 dead letter"])
 
     async def redelivered() -> bool:
         return await env.count("dead_letters") == 2
