@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from tickvault.errors import ConfigError
-from tickvault.records import MIN_EPOCH_MS
+from tickvault.timestamps import MIN_EPOCH_MS
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 TopicKind = Literal["kline", "order", "fill", "bot_state", "mixed"]

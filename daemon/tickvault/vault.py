@@ -24,9 +24,10 @@ from typing import Any, Final, TypeVar
 
 from tickvault.decimals import canonical
 from tickvault.errors import ConfigError
-from tickvault.records import INTERVALS, BotState, Fill, Kline, Order, parse_timestamp
+from tickvault.records import INTERVALS, BotState, Fill, Kline, Order
 from tickvault.settings import Settings, load_settings
 from tickvault.store import Store
+from tickvault.timestamps import parse_timestamp
 
 R = TypeVar("R", Kline, Order, Fill, BotState)
 DEFAULT_LIMIT: Final = 10_000

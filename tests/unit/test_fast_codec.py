@@ -24,8 +24,9 @@ from tests.integration.test_bad_input import BAD
 from tests.unit.test_records import DROP, FILL, KLINE, raw
 from tickvault.codecs import fast, native
 from tickvault.errors import RecordError
-from tickvault.records import EXAMPLES, MIN_EPOCH_MS, Fill, Kline
+from tickvault.records import EXAMPLES, Fill, Kline
 from tickvault.rows import Row, line, to_item
+from tickvault.timestamps import MIN_EPOCH_MS
 
 DECIMALS: Final = (
     '"1"', '"0"', '"0.0"', '"12.50"', '"90"', '"110"', '"100.000"', '"007.5"', '"-1"', '"-0"',

@@ -13,10 +13,10 @@ from tickvault.app import build_routes
 from tickvault.codecs import CODECS
 from tickvault.errors import ConfigError, RecordError
 from tickvault.pipeline import Route, Routes
-from tickvault.records import MIN_EPOCH_MS
 from tickvault.settings import load_settings
 from tickvault.sources.kafka import _Offsets, client_options, subscription_pattern
 from tickvault.sources.redis_streams import connect
+from tickvault.timestamps import MIN_EPOCH_MS
 
 
 def test_commit_position_stops_at_the_first_unacknowledged_offset() -> None:

@@ -17,7 +17,7 @@ import pytest
 from tests.unit.test_records import FILL, KLINE, raw
 from tickvault.codecs.native import decode
 from tickvault.errors import RecordError
-from tickvault.records import MIN_EPOCH_MS, parse_timestamp
+from tickvault.timestamps import MIN_EPOCH_MS, parse_timestamp
 
 MS_RANGE: Final = "0..253402300799999 (1970-01-01T00:00:00Z..9999-12-31T23:59:59.999Z)"
 ISO_RANGE: Final = "1970-01-01T00:00:00Z..9999-12-31T23:59:59.999999Z"

@@ -34,13 +34,12 @@ from tickvault.records import (
     BOT_ID_PATTERN,
     EXCHANGE_PATTERN,
     MAX_BIGINT,
-    MIN_EPOCH_MS,
     SYMBOL_PATTERN,
     TEXT_MAX_LENGTH,
     Interval,
-    parse_timestamp,
 )
 from tickvault.rows import NULL, Row, field, new_row
+from tickvault.timestamps import MIN_EPOCH_MS, parse_timestamp
 
 S = TypeVar("S", bound=msgspec.Struct)
 

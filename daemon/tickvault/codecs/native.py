@@ -20,8 +20,9 @@ from pydantic import ValidationError
 
 from tickvault.codecs import fast
 from tickvault.errors import RecordError
-from tickvault.records import KINDS, MIN_EPOCH_MS, RECORD_TYPES, Record
+from tickvault.records import KINDS, RECORD_TYPES, Record
 from tickvault.rows import Item, to_item
+from tickvault.timestamps import MIN_EPOCH_MS
 
 
 def _refuse_constant(name: str) -> Any:

@@ -20,9 +20,9 @@ from typing import Protocol
 
 import asyncpg
 
-from tickvault.records import EPOCH, MAX_TIME
 from tickvault.store.db import affected
 from tickvault.store.schema import TIME_TABLES, TimeTable
+from tickvault.timestamps import EPOCH, MAX_TIME
 
 log = logging.getLogger(__name__)
 _LOCK_KEY = 0x7469636B  # advisory lock shared by every daemon that creates partitions

@@ -1,0 +1,92 @@
+"""Timestamps in messages: what is accepted, and UTC. No I/O.
+
+A timestamp is an integer of epoch milliseconds or an ISO-8601 string with a UTC offset, held
+as an aware UTC datetime. Every timestamp lies in TIME_RANGE, from the epoch to the end of
+Python's datetime in 9999 (PostgreSQL's `timestamptz` goes further). An integer in another
+unit would land in the wrong century rather than fail, so its size is checked: one below
+`min_epoch_ms` (default MIN_EPOCH_MS, 1973) is refused as likely epoch seconds, one above the
+range as likely micro- or nanoseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MAX_TIME: Final = dt.datetime.max.replace(tzinfo=dt.UTC)  # 9999-12-31T23:59:59.999999Z
+TIME_RANGE: Final = "1970-01-01T00:00:00Z..9999-12-31T23:59:59.999999Z"
+MAX_EPOCH_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+MAX_EPOCH_US: Final = MAX_EPOCH_MS * 1000 + 999
+MAX_EPOCH_NS: Final = MAX_EPOCH_US * 1000 + 999
+# 1973-03-03T09:46:40Z in milliseconds. Below it, an integer read as epoch seconds is a date
+# from 1970 to the year 5138, so any producer's seconds are refused rather than stored in 1970.
+MIN_EPOCH_MS: Final = 100_000_000_000
+_MS_RANGE: Final = f"0..{MAX_EPOCH_MS} (1970-01-01T00:00:00Z..9999-12-31T23:59:59.999Z)"
+_NOT_A_TIME: Final = "timestamp must be epoch milliseconds or an ISO-8601 string"
+_FORMS: Final = "timestamps are integer epoch milliseconds or ISO-8601 strings"
+_YEAR_AFTER_9999: Final = re.compile(r"\+?0*[1-9][0-9]{4,}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_timestamp(value: Any, min_epoch_ms: int = 0) -> dt.datetime:
+    """Epoch milliseconds, an ISO-8601 string with an offset, or an aware datetime → UTC.
+
+    Raises ValueError saying why when the instant is outside TIME_RANGE, or when an integer
+    is below `min_epoch_ms` or above the range (then naming the unit it likely is in).
+    """
+    if isinstance(value, bool):
+        raise ValueError(_NOT_A_TIME)
+    if isinstance(value, int):
+        return EPOCH + dt.timedelta(milliseconds=_epoch_ms(value, min_epoch_ms))
+    if isinstance(value, float | Decimal):
+        raise ValueError(_fraction_reason(value))
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            # ISO-8601 writes years past 9999 with more digits, which datetime cannot parse
+            raise ValueError(
+                f"outside {TIME_RANGE}" if _YEAR_AFTER_9999.match(value) else "not an ISO-8601 timestamp"
+            ) from None
+    if isinstance(value, dt.datetime):
+        return _utc(value)
+    raise ValueError(_NOT_A_TIME)
+
+
+def _epoch_ms(value: int, min_epoch_ms: int) -> int:
+    if 0 <= value < min_epoch_ms:
+        floor = (EPOCH + dt.timedelta(milliseconds=min_epoch_ms)).isoformat().replace("+00:00", "Z")
+        raise ValueError(
+            f"looks like epoch seconds; timestamps are epoch milliseconds, from {min_epoch_ms} "
+            f"({floor}) unless source.min_epoch_ms is lowered"
+        )
+    if MAX_EPOCH_MS < value <= MAX_EPOCH_NS:
+        unit = "microseconds" if value <= MAX_EPOCH_US else "nanoseconds"
+        raise ValueError(f"looks like epoch {unit}; timestamps are epoch milliseconds, {_MS_RANGE}")
+    if not 0 <= value <= MAX_EPOCH_MS:
+        raise ValueError(f"epoch milliseconds outside {_MS_RANGE}")
+    return value
+
+
+def _fraction_reason(value: float | Decimal) -> str:
+    try:
+        seconds = 0 <= value < MIN_EPOCH_MS
+    except InvalidOperation:  # a Decimal NaN, from a Python caller
+        seconds = False
+    if seconds:
+        return f"a number with a fraction or exponent looks like epoch seconds; {_FORMS}"
+    return f"{_FORMS}, not numbers with a fraction or exponent"
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp has no UTC offset; naive timestamps are ambiguous")
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-02:00, after the end of datetime
+        raise ValueError(f"outside {TIME_RANGE}") from None
+    if utc < EPOCH:
+        raise ValueError(f"outside {TIME_RANGE}")
+    return utc
