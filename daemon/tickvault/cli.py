@@ -264,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
         "Run as root, PostgreSQL runs as the system user embedded_postgres, created on first use.",
     )  # fmt: skip
     dev.add_argument(
-        "--data-dir", type=lambda p: Path(p).absolute(), default=".tickvault",
+        "--data-dir", type=lambda p: Path(p).absolute(), default=".tickvault", metavar="DIR",
         help="where the embedded servers keep data (default: ./.tickvault)",
     )  # fmt: skip
     dev.add_argument("--demo", action="store_true", help="also publish a synthetic market and a toy bot")

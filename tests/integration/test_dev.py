@@ -138,6 +138,16 @@ def test_banner_local_metrics_and_a_query_line_that_works_in_a_new_shell(tmp_pat
     assert "stopped cleanly" in log.read_text()
 
 
+def test_help_says_how_to_choose_the_metrics_port() -> None:
+    result = subprocess.run(
+        [TICKVAULT, "dev", "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    text = " ".join(result.stdout.split())
+    assert "--metrics-port PORT port of /metrics (overrides metrics.port and TICKVAULT_METRICS__PORT" in text
+    assert "Metrics listen on 127.0.0.1:9108" in text
+    assert "system user embedded_postgres" in text
+
+
 def test_an_unusable_data_dir_is_one_line(tmp_path: Path) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("")
