@@ -464,3 +464,15 @@ class KafkaBroker:
             return out
         finally:
             await consumer.stop()
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "tickvault-test-") -> Iterator[Path]:
+    """A directory under the system's temp dir rather than pytest's: a pytest session starting
+    elsewhere on the machine resets /tmp/pytest-of-<user> to 0700, which locks out the system
+    user that the embedded PostgreSQL runs as under root (see `tickvault dev`)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

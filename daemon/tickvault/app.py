@@ -125,13 +125,29 @@ async def _report_lag(source: Source, name: str, interval_s: float) -> None:
 async def run(
     settings: Settings, stop: asyncio.Event | None = None, health: metrics.Health | None = None
 ) -> int:
-    """Run the daemon until `stop` (or a signal); returns the process exit code."""
+    """Run the daemon and its metrics endpoint until `stop` (or a signal); returns the exit code.
+    Raises ConfigError before anything else starts when the metrics port cannot be bound."""
+    health = health or metrics.Health()
+    with serve_metrics(settings, health) as port:
+        if port is not None:
+            log.info("metrics on %s", metrics.url(settings.metrics.host, port))
+        return await run_daemon(settings, stop, health)
+
+
+def serve_metrics(
+    settings: Settings, health: metrics.Health, port_setting: str = metrics.PORT_SETTING
+) -> contextlib.AbstractContextManager[int | None]:
+    """The metrics endpoint when enabled (yields its port), else nothing (yields None)."""
+    if not settings.metrics.enabled:
+        return contextlib.nullcontext()
+    return metrics.serve(settings.metrics, health, port_setting)
+
+
+async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: metrics.Health) -> int:
+    """Everything but the metrics endpoint, which the caller serves (see `run`)."""
     stop = stop or asyncio.Event()
     _install_signals(stop)
-    health = health or metrics.Health()
     async with contextlib.AsyncExitStack() as stack:
-        if settings.metrics.enabled:
-            stack.enter_context(metrics.serve(settings.metrics, health))
         if settings.postgres.migrate_on_start:
             await migrate.upgrade(settings.postgres)
         store = await stack.enter_async_context(Store(settings.postgres, writer=True))

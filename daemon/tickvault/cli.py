@@ -185,7 +185,13 @@ async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from tickvault import dev  # imports the optional embedded servers only when asked for
 
     app.tune_gc()
-    return await dev.run(settings, args.data_dir, args.demo)
+    return await dev.run(settings, args.data_dir, args.demo, args.metrics_port)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {text!r}")
+    return int(text)
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -263,13 +269,21 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--limit", type=positive_int, default=10_000, help="--all: at most this many")
     rep.set_defaults(handler=cmd_dlq_replay)
     dev = sub.add_parser(
-        "dev", parents=[common], help="run with embedded PostgreSQL and Redis (pip install 'tickvault[dev]')"
-    )
+        "dev", parents=[common], help="run with embedded PostgreSQL and Redis (pip install 'tickvault[dev]')",
+        description="Embedded PostgreSQL and Redis under --data-dir, migrations, the daemon, and with --demo "
+        "a synthetic market. Metrics listen on 127.0.0.1:9108 (metrics.host, if set, is kept); "
+        "--metrics-port or TICKVAULT_METRICS__PORT picks another port, 0 a free one. "
+        "Run as root, PostgreSQL runs as the system user embedded_postgres, created on first use.",
+    )  # fmt: skip
     dev.add_argument(
-        "--data-dir", type=lambda p: Path(p).absolute(), default=".tickvault",
+        "--data-dir", type=lambda p: Path(p).absolute(), default=".tickvault", metavar="DIR",
         help="where the embedded servers keep data (default: ./.tickvault)",
     )  # fmt: skip
     dev.add_argument("--demo", action="store_true", help="also publish a synthetic market and a toy bot")
+    dev.add_argument(
+        "--metrics-port", type=_port, metavar="PORT",
+        help="port of /metrics (overrides metrics.port and TICKVAULT_METRICS__PORT; default 9108)",
+    )  # fmt: skip
     dev.set_defaults(handler=cmd_dev)
     query = sub.add_parser("query", parents=[common], help="print stored klines, orders, fills or bot state")
     query_command.add_arguments(query)

@@ -1,7 +1,14 @@
 """A synthetic market for `tickvault dev --demo`: random-walk prices for a few symbols
 (closed 1s klines and a live 1m kline), a toy grid bot that places limit orders and gets
 filled, and a bot-state snapshot every second. Everything is published in the native
-message format to the configured streams, exactly as a feed adapter or a bot would."""
+message format to the configured streams, exactly as a feed adapter or a bot would.
+
+On start the demo continues from its own last messages, read back from the streams it
+publishes to (newest first, a bounded number): they hold even what the daemon has not stored
+yet. Prices go on from the last close per symbol; a 1m candle left open in an earlier minute
+is published again closed; the grid bot gets back its position, cash, counters and its open
+order, which then fills or is canceled as before.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +29,10 @@ from tickvault.settings import Settings
 log = logging.getLogger(__name__)
 EXCHANGE: Final = "demo"
 BOT_ID: Final = "demo-grid-1"
+OPEN_STATUSES: Final = frozenset({"new", "open", "partially_filled"})
+# newest entries read back per stream on start: 6 klines, at most 1 order update and 1 bot
+# state per second, with room for other publishers on the same streams
+HISTORY_ENTRIES: Final = {"kline": 1000, "order": 200, "bot_state": 200}
 START_PRICES: Final = {
     "BTCUSDT": Decimal("87000.00"),
     "ETHUSDT": Decimal("3100.00"),
@@ -44,10 +55,13 @@ def stream_names(settings: Settings) -> dict[str, str]:
 class Market:
     rng: random.Random = field(default_factory=random.Random)
     prices: dict[str, Decimal] = field(default_factory=lambda: dict(START_PRICES))
+    # per symbol the current 1m bar: open_time (ms), path (prices: first = open, last = close),
+    # volume, closed
     minute: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def tick(self, second_ms: int) -> list[dict[str, Any]]:
-        """Advance one second: a closed 1s kline per symbol and the live 1m kline."""
+        """Advance one second: a closed 1s kline per symbol and the live 1m kline (after the
+        previous 1m kline, closed, when it was left open: a skipped last second, or a stop)."""
         out = []
         for symbol, price in self.prices.items():
             path = [price]
@@ -57,19 +71,42 @@ class Market:
             self.prices[symbol] = path[-1]
             volume = Decimal(self.rng.randint(1, 5000)) / 1000
             out.append(self._kline(symbol, "1s", second_ms, path, volume, closed=True))
-            out.append(self._minute(symbol, second_ms, path, volume))
+            out += self._minute(symbol, second_ms, path, volume)
         return out
 
-    def _minute(self, symbol: str, second_ms: int, path: list[Decimal], volume: Decimal) -> dict[str, Any]:
+    def _minute(
+        self, symbol: str, second_ms: int, path: list[Decimal], volume: Decimal
+    ) -> list[dict[str, Any]]:
         start_ms = second_ms - second_ms % 60_000
+        out = []
         bar = self.minute.get(symbol)
-        if bar is None or bar["open_time"] != start_ms:
-            bar = {"open_time": start_ms, "path": [path[0]], "volume": Decimal(0)}
+        if bar is not None and bar["open_time"] != start_ms:
+            if not bar["closed"]:
+                out.append(self._kline(symbol, "1m", bar["open_time"], bar["path"], bar["volume"], True))
+            bar = None
+        if bar is None:
+            bar = {"open_time": start_ms, "path": [path[0]], "volume": Decimal(0), "closed": False}
             self.minute[symbol] = bar
         bar["path"] += path[1:]
         bar["volume"] += volume
-        closed = second_ms + 1000 - start_ms >= 60_000
-        return self._kline(symbol, "1m", start_ms, bar["path"], bar["volume"], closed)
+        bar["closed"] = second_ms + 1000 - start_ms >= 60_000
+        out.append(self._kline(symbol, "1m", start_ms, bar["path"], bar["volume"], bar["closed"]))
+        return out
+
+    def resume(self, klines: list[dict[str, Any]]) -> None:
+        """Continue from the demo's klines, newest first: the last close per symbol, and the
+        1m bar if its last message left it open."""
+        for symbol in self.prices:
+            mine = [k for k in klines if k.get("exchange") == EXCHANGE and k.get("symbol") == symbol]
+            if mine:
+                self.prices[symbol] = Decimal(mine[0]["close"])
+            bar = next((k for k in mine if k.get("interval") == "1m"), None)
+            if bar is not None and not bar.get("closed", True):
+                path = [Decimal(bar[key]) for key in ("open", "high", "low", "close")]
+                self.minute[symbol] = {
+                    "open_time": int(bar["open_time"]), "path": path,
+                    "volume": Decimal(bar["volume"]), "closed": False,
+                }  # fmt: skip
 
     @staticmethod
     def _kline(
@@ -143,6 +180,17 @@ class GridBot:
         update = self._update(status, now_ms, filled_quantity=str(filled), avg_fill_price=str(price))
         return [update], [fill]
 
+    def resume(self, orders: list[dict[str, Any]], states: list[dict[str, Any]]) -> None:
+        """Continue from the bot's messages, newest first: position, cash and counters from its
+        last state; its last order, if that was still open, is its open order again."""
+        state = next((m["state"] for m in states if m.get("bot_id") == BOT_ID), None)
+        if state is not None:
+            self.position, self.cash = Decimal(state["position"]), Decimal(state["cash"])
+            self.orders_placed, self.fills = int(state["orders_placed"]), int(state["fills"])
+        order = next((m for m in orders if m.get("bot_id") == BOT_ID), None)
+        if order is not None and order["status"] in OPEN_STATUSES:
+            self.order = {k: v for k, v in order.items() if k != "kind"}
+
     def snapshot(self, now_ms: int, price: Decimal) -> dict[str, Any]:
         return {
             "bot_id": BOT_ID, "ts": now_ms, "seq": now_ms,
@@ -155,28 +203,63 @@ class GridBot:
         }  # fmt: skip
 
 
+async def history(redis: aioredis.Redis, streams: dict[str, str], kind: str) -> list[dict[str, Any]]:
+    """The newest `HISTORY_ENTRIES[kind]` messages of `kind` in its stream, newest first;
+    entries that are not JSON objects of that kind (other publishers) are skipped."""
+    out = []
+    for _, fields in await redis.xrevrange(streams[kind], count=HISTORY_ENTRIES[kind]) or []:
+        try:
+            message = json.loads((fields or {})[b"data"])
+        except (KeyError, ValueError):
+            continue
+        if isinstance(message, dict) and message.get("kind", kind) == kind:
+            out.append(message)
+    return out
+
+
+async def resumed(
+    redis: aioredis.Redis, streams: dict[str, str], rng: random.Random
+) -> tuple[Market, GridBot]:
+    """The market and bot where the last run left them (fresh ones on a first run)."""
+    market, bot = Market(rng), GridBot(rng)
+    klines, orders, states = [await history(redis, streams, kind) for kind in ("kline", "order", "bot_state")]
+    try:
+        market.resume(klines)
+        bot.resume(orders, states)
+    except (ArithmeticError, KeyError, TypeError, ValueError) as exc:  # not the demo's own messages
+        log.warning("demo history not usable (%s: %s); starting afresh", type(exc).__name__, exc)
+        return Market(rng), GridBot(rng)
+    if klines:
+        log.info("demo market continues from %d klines, open order %s", len(klines), bot.order is not None)
+    return market, bot
+
+
 async def run(
     redis: aioredis.Redis, streams: dict[str, str], stop: asyncio.Event, seed: int | None = None
 ) -> None:
     """Publish one second of market, bot orders/fills and bot state per second until `stop`."""
-    rng = random.Random(seed)
-    market, bot = Market(rng), GridBot(rng)
+    market, bot = await resumed(redis, streams, random.Random(seed))
     log.info("demo market publishing to %s", ", ".join(sorted(set(streams.values()))))
+    last_second_ms = -1
     while not stop.is_set():
         now_ms = int(time.time() * 1000)
         second_ms = now_ms - now_ms % 1000 - 1000  # the second that just ended
-        klines = market.tick(second_ms)
-        orders, fills = bot.step(market.prices[bot.symbol], now_ms)
-        states = [bot.snapshot(now_ms, market.prices[bot.symbol])]
-        async with redis.pipeline(transaction=False) as pipe:
-            for kind, messages in (
-                ("kline", klines),
-                ("order", orders),
-                ("fill", fills),
-                ("bot_state", states),
-            ):
-                for message in messages:
-                    pipe.xadd(streams[kind], {"data": json.dumps({"kind": kind, **message})})
-            await pipe.execute()
+        if second_ms != last_second_ms:  # a timer firing early must not tick a second twice
+            await _publish(redis, streams, market, bot, second_ms, now_ms)
+            last_second_ms = second_ms
+        # wake just after the next second starts, so that no second is skipped by drift
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
+            await asyncio.wait_for(stop.wait(), 1.05 - time.time() % 1.0)
+
+
+async def _publish(
+    redis: aioredis.Redis, streams: dict[str, str], market: Market, bot: GridBot, second_ms: int, now_ms: int
+) -> None:
+    klines = market.tick(second_ms)
+    orders, fills = bot.step(market.prices[bot.symbol], now_ms)
+    states = [bot.snapshot(now_ms, market.prices[bot.symbol])]
+    async with redis.pipeline(transaction=False) as pipe:
+        for kind, messages in (("kline", klines), ("order", orders), ("fill", fills), ("bot_state", states)):
+            for message in messages:
+                pipe.xadd(streams[kind], {"data": json.dumps({"kind": kind, **message})})
+        await pipe.execute()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -12,6 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
+from tickvault.errors import ConfigError
 from tickvault.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
@@ -92,16 +94,37 @@ def _app(health: Health) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
     return app
 
 
+PORT_SETTING = "metrics.port (TICKVAULT_METRICS__PORT)"
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+
+def _bind(settings: MetricsSettings, health: Health, port_setting: str) -> WSGIServer:
+    """The listening server; ConfigError in one line when the address cannot be had."""
+    where = f"{settings.host}:{settings.port}"
+    try:
+        return make_server(settings.host, settings.port, _app(health), _Server, _QuietHandler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = f"the port is in use (another tickvault?); choose another port with {port_setting}"
+        elif exc.errno == errno.EACCES:
+            reason = f"permission denied (a port below 1024?); choose another port with {port_setting}"
+        else:
+            reason = f"{exc.strerror or type(exc).__name__}; check metrics.host (TICKVAULT_METRICS__HOST)"
+        raise ConfigError(f"cannot serve metrics on {where}: {reason}") from None
+
+
 @contextmanager
-def serve(settings: MetricsSettings, health: Health) -> Iterator[int]:
-    """Serve the endpoint in a background thread; yields the bound port."""
-    server = make_server(settings.host, settings.port, _app(health), _Server, _QuietHandler)
+def serve(settings: MetricsSettings, health: Health, port_setting: str = PORT_SETTING) -> Iterator[int]:
+    """Serve the endpoint in a background thread; yields the bound port. `port_setting` names
+    what the user changes when the port cannot be bound (ConfigError)."""
+    server = _bind(settings, health, port_setting)
     thread = threading.Thread(target=server.serve_forever, name="tickvault-metrics", daemon=True)
     thread.start()
-    port = server.server_address[1]
-    log.info("metrics on http://%s:%d/metrics", settings.host, port)
     try:
-        yield int(port)
+        yield int(server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()

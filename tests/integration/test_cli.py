@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -176,3 +177,34 @@ async def test_dlq_list_and_replay(env: TestEnv, daemon: Daemon) -> None:
         bad[1],
         None,
     )
+
+
+async def test_run_on_a_busy_metrics_port_is_one_line_naming_the_port_and_the_setting(env: TestEnv) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = await tickvault(env, "run", metrics={"enabled": True, "host": "127.0.0.1", "port": port})
+    assert result.code == 1
+    assert result.lines == [
+        f"tickvault: error: cannot serve metrics on 127.0.0.1:{port}: the port is in use "
+        "(another tickvault?); choose another port with metrics.port (TICKVAULT_METRICS__PORT)"
+    ]
+    assert "alembic_version" not in await tables(env)  # it failed before touching the database
+
+
+async def test_postgres_unreachable_names_host_and_port_never_the_password(env: TestEnv) -> None:
+    port = free_port()
+    tcp = f"postgresql://postgres:s3cret@127.0.0.1:{port}/x"
+    socket_dir = "/nonexistent/pg"
+    unix = f"postgresql://postgres:s3cret@/x?host={socket_dir}&port={port}"
+    for dsn, where in ((tcp, f"127.0.0.1:{port}"), (unix, f"socket {socket_dir}/.s.PGSQL.{port}")):
+        pg = {"dsn": dsn, "connect_timeout_s": 5, "connect_retries": 0}
+        for command in (["run"], ["query", "orders"], ["check"]):
+            result = await tickvault(env, *command, postgres=pg)
+            assert result.code == 1, (command, result.lines)
+            text = "\n".join(result.lines)
+            assert f"postgres unreachable at {where}: " in text, (command, result.lines)
+            assert "s3cret" not in text
+            if command != ["run"]:  # run also logs its state changes; the others print one line
+                assert len(result.lines) == 1, (command, result.lines)

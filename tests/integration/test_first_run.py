@@ -1,9 +1,13 @@
 """Acceptance: the README's first command, run as a new user would (fresh copy of the
 repository, fresh virtualenv, no PostgreSQL or Redis of the machine used), stores rows within
-a minute, stops cleanly on SIGINT, and the next start reuses the data."""
+a minute, stops cleanly on SIGINT, and the next start reuses the data without installing
+again; the demo market continues where it stopped."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import os
 import re
 import shlex
@@ -11,15 +15,22 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, scratch_dir
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 BANNER = "tickvault dev is running"
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    with scratch_dir() as path:
+        yield path
 
 
 def first_command() -> str:
@@ -47,6 +58,16 @@ def wait_for(predicate, timeout_s: float, what: str, log: Path) -> None:  # type
     raise AssertionError(f"timed out waiting for {what}; log:\n{log.read_text()[-3000:]}")
 
 
+def query(workdir: Path, *args: str) -> list[dict[str, str]]:
+    """`tickvault query ARGS` rows as a second terminal would get them ([] while unreachable)."""
+    config = str(workdir / ".tickvault/tickvault.toml")
+    result = subprocess.run(
+        [str(workdir / ".venv/bin/tickvault"), "query", *args, "--config", config, "--format", "csv"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return list(csv.DictReader(io.StringIO(result.stdout))) if result.returncode == 0 else []
+
+
 def query_klines(workdir: Path, *extra: str) -> list[str]:
     """CSV rows of the demo's BTCUSDT 1s klines, as a second terminal would query them."""
     config = str(workdir / ".tickvault/tickvault.toml")
@@ -56,6 +77,16 @@ def query_klines(workdir: Path, *extra: str) -> list[str]:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     return result.stdout.splitlines()[1:] if result.returncode == 0 else []
+
+
+def btc(workdir: Path, interval: str) -> list[dict[str, str]]:
+    return query(
+        workdir, "klines", "--exchange", "demo", "--symbol", "BTCUSDT", "--interval", interval, "--start", "0"
+    )
+
+
+def iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def earliest_kline(workdir: Path) -> str:
@@ -68,14 +99,14 @@ def interrupt(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(60)
 
 
-def test_readme_first_command_on_a_fresh_machine(tmp_path: Path) -> None:
+def test_readme_first_command_on_a_fresh_machine(scratch: Path) -> None:
     assert first_command() == "./scripts/dev-run.sh"
-    workdir = tmp_path / "tickvault"
+    workdir = scratch / "tickvault"
     shutil.copytree(
         REPO, workdir,
         ignore=shutil.ignore_patterns(".git", ".venv", ".tickvault", "*.egg-info", "__pycache__", ".*_cache"),
     )  # fmt: skip
-    log = tmp_path / "dev.log"
+    log = scratch / "dev.log"
     proc = start(workdir, log, free_port())
     try:
         wait_for(lambda: BANNER in log.read_text(), 600, "the setup to finish and the daemon to start", log)
@@ -87,6 +118,7 @@ def test_readme_first_command_on_a_fresh_machine(tmp_path: Path) -> None:
         assert time.monotonic() - started < 60
         first = earliest_kline(workdir)
         assert first.startswith("demo,BTCUSDT,1s,")
+        stopped_ms = int(time.time() * 1000)  # every message of the first run is older
         assert interrupt(proc) == 0
         assert "stopped cleanly" in log.read_text()
     finally:
@@ -97,7 +129,28 @@ def test_readme_first_command_on_a_fresh_machine(tmp_path: Path) -> None:
     proc = start(workdir, log, free_port())  # the second start reuses the data
     try:
         wait_for(lambda: log.read_text().count(BANNER) == 2, 120, "the second start", log)
+        assert log.read_text().count("installing tickvault") == 1  # the virtualenv is reused as it is
         assert earliest_kline(workdir) == first
+        stop = iso(stopped_ms)
+        wait_for(lambda: [k for k in btc(workdir, "1s") if k["open_time"] > stop], 60, "klines after it", log)
+        seconds = btc(workdir, "1s")
+        last_before = [k for k in seconds if k["open_time"] < stop][-1]
+        first_after = next(k for k in seconds if k["open_time"] > stop)
+        assert first_after["open"] == last_before["close"]  # prices go on from where they stopped
+
+        minute = last_before["open_time"][:17] + "00Z"  # the 1m candle open at the stop ...
+
+        def closed() -> bool:
+            return any(k["open_time"] == minute and k["closed"] == "True" for k in btc(workdir, "1m"))
+
+        wait_for(closed, 90, f"the 1m candle of {minute} to be closed", log)  # ... is closed after it
+
+        def ended() -> bool:  # every order placed before the stop ends filled or canceled
+            orders = query(workdir, "orders", "--bot-id", "demo-grid-1")
+            before = [o for o in orders if o["created_at"] < stop]
+            return bool(before) and all(o["status"] in ("filled", "canceled") for o in before)
+
+        wait_for(ended, 120, "the orders open at the stop to be filled or canceled", log)
         assert interrupt(proc) == 0
     finally:
         if proc.poll() is None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
@@ -23,18 +24,44 @@ REFUSED_CLASSES: Final = frozenset({"28", "3D"})
 SERVER_SETTINGS: Final = {"timezone": "UTC", "application_name": "tickvault"}
 
 
-def translate(exc: BaseException) -> StoreError:
-    """Map an asyncpg/OS error to RowRejected (the rows are at fault) or StoreUnavailable."""
+def endpoint(dsn: str) -> str:
+    """Where a DSN points, for messages, without user or password: "host:port" (comma-separated
+    when several), or "socket DIR/.s.PGSQL.PORT" for a Unix-socket DSN (`?host=/dir`)."""
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("postgres", "postgresql"):
+        return "the server of postgres.dsn"
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    port = query.get("port", "5432")
+    hosts = [unquote(h) for h in parts.netloc.rpartition("@")[2].split(",") if h] or [query.get("host", "")]
+    out = []
+    for host in hosts:
+        if host.startswith("/"):
+            out.append(f"socket {host.rstrip('/')}/.s.PGSQL.{port}")
+        elif host.endswith("]") or ":" not in host:  # no port of its own ("[::1]" is a host alone)
+            out.append(f"{host or 'localhost'}:{port}")
+        else:
+            out.append(host)
+    return ",".join(out)
+
+
+def translate(exc: BaseException, at: str = "") -> StoreError:
+    """Map an asyncpg/OS error to RowRejected (the rows are at fault) or StoreUnavailable.
+    `at` (from `endpoint`) names the server in connection errors."""
+    where = f" at {at}" if at else ""
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = exc.sqlstate or ""
         if sqlstate[:2] in REFUSED_CLASSES:
-            return StoreError(f"postgres refused the connection: {exc} (SQLSTATE {sqlstate})")
+            return StoreError(f"postgres{where} refused the connection: {exc} (SQLSTATE {sqlstate})")
         if sqlstate[:2] in ROW_CLASSES:
             detail = " ".join(str(exc).split())  # one line: the server's DETAIL comes on its own line
             return RowRejected(f"database rejected the row: {detail} (SQLSTATE {sqlstate})")
         return StoreUnavailable(f"{type(exc).__name__}: {exc} (SQLSTATE {sqlstate})")
+    if isinstance(exc, asyncpg.ClientConfigurationError):  # a bad option: no retry cures it
+        return StoreError(f"postgres.dsn is not usable: {exc}")
+    if isinstance(exc, ValueError):  # the DSN does not parse; its text may hold the password
+        return StoreError(f"postgres.dsn is not a valid postgresql:// URL ({type(exc).__name__})")
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return StoreUnavailable(f"postgres unreachable: {detail}")
+    return StoreUnavailable(f"postgres unreachable{where}: {detail}")
 
 
 DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
@@ -49,11 +76,12 @@ async def retrying(pg: PostgresSettings, what: str, op: Callable[[], Awaitable[T
     """Run `op`, retrying up to `connect_retries` times while the server is unreachable."""
     retries = pg.connect_retries
     delay_s = 0.5
+    at = endpoint(pg.dsn.get_secret_value())
     while True:
         try:
             return await op()
-        except DRIVER_ERRORS as exc:
-            error = translate(exc)
+        except (*DRIVER_ERRORS, ValueError) as exc:  # ValueError: the DSN does not parse
+            error = translate(exc, at)
             if not error.retriable or retries <= 0:
                 raise error from None
             log.warning("postgres not reachable to %s (%s); %d retries remaining", what, error, retries)
