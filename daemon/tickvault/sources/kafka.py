@@ -338,7 +338,7 @@ async def _retry(what: str, op: Callable[[], Awaitable[T]], attempts: int, max_b
             if attempt == attempts:
                 raise SourceUnavailable(f"kafka unreachable: {_describe(exc)}") from None
             log.warning(
-                "kafka unavailable during %s (%s); retrying in %.1fs; %d retries remaining",
+                "kafka unavailable during %s (%s); retrying in %.1fs; retries left: %d",
                 what,
                 _describe(exc),
                 delay_s,

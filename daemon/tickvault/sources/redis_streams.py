@@ -205,7 +205,7 @@ class RedisStreamsSource:
                 failures += 1
                 if attempts is not None and failures > attempts:
                     raise SourceUnavailable(f"redis unreachable: {_describe(exc)}") from None
-                left = "" if attempts is None else f"; {attempts - failures + 1} retries remaining"
+                left = "" if attempts is None else f"; retries left: {attempts - failures + 1}"
                 log.warning(
                     "redis unavailable during %s (%s); retrying in %.1fs%s",
                     what,

@@ -84,7 +84,7 @@ async def retrying(pg: PostgresSettings, what: str, op: Callable[[], Awaitable[T
             error = translate(exc, at)
             if not error.retriable or retries <= 0:
                 raise error from None
-            log.warning("postgres not reachable to %s (%s); %d retries remaining", what, error, retries)
+            log.warning("postgres not reachable to %s (%s); retries left: %d", what, error, retries)
             retries -= 1
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, pg.retry_max_backoff_s)
