@@ -4,9 +4,10 @@
 # suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-bash scripts/venv.sh test
 venv=${TICKVAULT_VENV:-.venv}
+[[ "$venv" = /* ]] || venv="$PWD/$venv"
+
+TICKVAULT_VENV="$venv" bash scripts/venv.sh test
 bash scripts/services.sh
 
 "$venv/bin/ruff" check .

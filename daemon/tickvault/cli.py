@@ -137,8 +137,9 @@ async def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     """`--all`: every dead letter of the configured source not yet replayed. `--id`: exactly
-    those, replayed before or not (replaying is idempotent); an unknown id or one from the
-    other source is an error, and then nothing is replayed."""
+    those, replayed before or not; an unknown id or one from the other source is an error,
+    and then nothing is replayed. A replay publishes new messages, newer than anything
+    stored (see the README's rules per kind)."""
     kind = settings.source.kind
     async with Store(settings.postgres) as store:
         if args.ids:
@@ -189,6 +190,7 @@ async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _port(text: str) -> int:
+    """argparse type of --metrics-port: 0 (any free port) to 65535."""
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"not a port number (0-65535): {text!r}")
     return int(text)

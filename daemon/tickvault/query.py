@@ -52,6 +52,7 @@ def count(n: int, singular: str, plural: str | None = None) -> str:
 
 
 def join(values: Iterable[object]) -> str:
+    """`a, b, c`."""
     return ", ".join(str(v) for v in values)
 
 
@@ -75,6 +76,7 @@ def time_arg(text: str) -> dt.datetime:
 
 
 def add_arguments(query: argparse.ArgumentParser) -> None:
+    """The `query` sub-parser's arguments; malformed values are usage errors (exit 2)."""
     query.add_argument("what", choices=list(NOUNS))
     query.add_argument("--exchange", help="klines (required), orders, fills")
     query.add_argument("--symbol", help="klines (required), orders, fills")

@@ -360,10 +360,11 @@ STORAGE_RULES: Final[dict[str, str]] = {
     ),
     "order": (
         "Key (exchange, order_id). The current row is the update that ranks highest by (terminal "
-        "status, filled_quantity, updated_at, seq, status new<open<partially_filled<terminal, version): "
-        "a terminal status is never replaced by a non-terminal one and filled_quantity never decreases. "
-        "client_order_id, bot_id, strategy and created_at keep the greatest value any update carried. "
-        "Every distinct update is also kept in the order history."
+        "status, status is filled, updated_at, seq, status new<open<partially_filled<terminal, "
+        "version): a terminal status is never replaced by a non-terminal one. filled_quantity and "
+        "avg_fill_price come from the update with the most fill progress, so filled_quantity never "
+        "decreases; client_order_id, bot_id, strategy and created_at keep the greatest value any "
+        "update carried. Every distinct update is also kept in the order history."
     ),
     "fill": (
         "Key (exchange, symbol, fill_id, ts). The first-published message wins; redeliveries and "

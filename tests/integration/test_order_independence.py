@@ -12,6 +12,7 @@ that differ), fills re-sent with other values, and bot-state snapshots with equa
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -60,8 +61,12 @@ def _order(rng: random.Random) -> dict[str, Any]:
     body: dict[str, Any] = {
         "order_id": rng.choice(["A1", "A2"]), "exchange": "bybit", "symbol": "C16USD", "side": "buy",
         "type": "limit", "status": status, "quantity": "2", "price": "100",
-        "filled_quantity": _num(rng, rng.randint(0, 2)), "updated_at": T0 + rng.randint(0, 3),
+        "updated_at": T0 + rng.randint(0, 3),
     }  # fmt: skip
+    if rng.random() < 0.8:  # omitted: 0
+        body["filled_quantity"] = _num(rng, rng.randint(0, 2))
+    if rng.random() < 0.5:
+        body["avg_fill_price"] = _num(rng, rng.randint(99, 100))
     for field, values in (
         ("seq", [1, 2]), ("client_order_id", ["c1", "c2"]), ("bot_id", ["b1"]),
         ("strategy", ["grid", "dca"]), ("created_at", [T0, T0 - 5]),
@@ -210,13 +215,19 @@ def _rank(record: Any, version: tuple[int, int]) -> tuple[Any, ...]:
     if record.KIND == "bot_state":
         return (record.ts, seq, version)
     rank = STATUS_RANK[record.status]
-    return (rank == 3, record.filled_quantity, record.updated_at, seq, rank, version)
+    return (rank == 3, record.status == "filled", record.updated_at, seq, rank, version)
+
+
+def _fill_progress(order: Any) -> tuple[Any, ...]:
+    """Greatest wins: more filled, then a known average price, then the values' text."""
+    avg = order.avg_fill_price
+    return (order.filled_quantity, avg is not None, avg or 0, str(order.filled_quantity), str(avg or ""))
 
 
 def oracle(messages: Sequence[Message], versions: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
     """The stored rows, from the rules written out in Python (versions must be distinct)."""
     best: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
-    identity: dict[tuple[Any, ...], dict[str, Any]] = {}
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}  # per order: identity fields, fill progress
     for (kind, payload), version in zip(messages, versions, strict=True):
         record = native.decode(payload.encode(), kind)
         table = record.TABLE
@@ -225,15 +236,20 @@ def oracle(messages: Sequence[Message], versions: Sequence[str]) -> dict[str, li
         if key not in best or rank > best[key][0]:
             best[key] = (rank, record)
         if kind == "order":
-            known = identity.setdefault(key, {})
+            known = merged.setdefault(key, {"progress": record})
             for field in IDENTITY:
                 value = getattr(record, field)
                 if value is not None:
                     known[field] = max(known.get(field, value), value)
+            if _fill_progress(record) > _fill_progress(known["progress"]):
+                known["progress"] = record
     out: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES if t != "order_events"}
     for key, (_, record) in best.items():
         if record.KIND == "order":
-            record = record.model_copy(update=identity[key])
+            fields = dict(merged[key])
+            progress = fields.pop("progress")
+            fields |= {f: getattr(progress, f) for f in ("filled_quantity", "avg_fill_price")}
+            record = record.model_copy(update=fields)
         out[key[0]].append(stored_form(record.row()))
     return {table: sorted(rows, key=repr) for table, rows in out.items()}
 
@@ -376,8 +392,9 @@ async def publish_to_random_partitions(
 @pytest.mark.parametrize("seed", [3])
 @pytest.mark.parametrize("source", ["kafka"], indirect=True)
 async def test_kafka_rebalances_and_redelivery_store_the_publish_order_result(
-    env: TestEnv, daemon: Daemon, seed: int
+    env: TestEnv, daemon: Daemon, seed: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="tickvault.sources.kafka")
     rng = random.Random(seed)
     messages = message_set(rng, 120)
     versions = await publish_to_random_partitions(env, messages, rng)
@@ -385,6 +402,8 @@ async def test_kafka_rebalances_and_redelivery_store_the_publish_order_result(
     await daemon.start(env.settings(batch=random_batching(env, rng), kafka={"client_id": "c2"}))
     first.set()  # the first member leaves: its partitions move to the second
     await daemon.drain()
+    moves = [r.getMessage() for r in caplog.records if "partitions revoked" in r.getMessage()]
+    assert moves, "no rebalance happened"
     expected = await reference_snapshot(env, messages, versions)
     assert await stored_snapshot(env) == expected
     assert sorted(await daemon.stop_all()) == [0, 0]

@@ -177,3 +177,16 @@ async def test_rows_outside_premade_partitions_get_their_own(env: TestEnv, daemo
     rows = await env.fetch("SELECT tableoid::regclass::text FROM {s}.klines")
     assert rows[0][0].startswith(f"{env.schema}.klines_p2019")
     assert await env.count("klines_default") == 0
+
+
+async def test_a_cancel_that_omits_filled_quantity_keeps_the_fills(env: TestEnv, daemon: Daemon) -> None:
+    await daemon.start()
+    await publish_one_by_one(env, daemon, "order", [
+        order("partially_filled", "1.5", T0, seq=1, avg_fill_price="3000.5"),
+        json.dumps({
+            "order_id": "A1", "exchange": "okx", "symbol": "ETH-USDT", "side": "buy", "type": "limit",
+            "status": "canceled", "quantity": "2", "price": "3000", "updated_at": T0 + 10, "seq": 2,
+        }),  # filled_quantity omitted: 0
+    ])  # fmt: skip
+    rows = await env.fetch("SELECT status, filled_quantity::text, avg_fill_price::text, seq FROM {s}.orders")
+    assert [tuple(r) for r in rows] == [("canceled", "1.5", "3000.5", 2)]

@@ -14,6 +14,7 @@ from tickvault.codecs import CODECS
 from tickvault.errors import ConfigError, RecordError
 from tickvault.pipeline import Route, Routes
 from tickvault.settings import load_settings
+from tickvault.sources import kafka_version, redis_version
 from tickvault.sources.kafka import _Offsets, client_options, subscription_pattern
 from tickvault.sources.redis_streams import connect
 from tickvault.timestamps import MIN_EPOCH_MS
@@ -140,3 +141,24 @@ def test_routes_refuse_integer_timestamps_below_the_configured_floor() -> None:
 def test_the_floor_stays_between_the_epoch_and_its_default(value: int) -> None:
     with pytest.raises(ConfigError, match=r"source\.min_epoch_ms"):
         load_settings(source={"min_epoch_ms": value})
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "version"),
+    [
+        ("1767225600000-0", "1767225600000\t0"),
+        ("0-1", "0\t1"),
+        ("999999999999999999-999999999999999999", "999999999999999999\t999999999999999999"),
+        ("9223372036854775807-5", "9223372036854775807\t5"),  # 19 digits, still a bigint
+        ("9223372036854775808-5", "9223372036854775807\t5"),  # past a bigint: clamped
+        ("18446744073709551615-18446744073709551615", "9223372036854775807\t9223372036854775807"),
+        ("5-9223372036854775808", "5\t9223372036854775807"),
+    ],
+)
+def test_a_redis_entry_id_is_a_version_of_two_bigints(entry_id: str, version: str) -> None:
+    assert redis_version(entry_id) == version
+
+
+def test_a_kafka_record_without_a_timestamp_counts_as_zero() -> None:
+    assert kafka_version(1767225600000, 42) == "1767225600000\t42"
+    assert kafka_version(-1, 7) == "0\t7"

@@ -43,14 +43,17 @@ class Message(NamedTuple):  # a tuple: made for every message read, so made chea
 # Message(...) runs a Python-level __new__; this builds the same tuple in C (all six fields)
 new_message: Final = partial(tuple.__new__, Message)
 MAX_VERSION_PART: Final = 2**63 - 1  # the version columns are bigint
-_SHORT_ID_CHARS: Final = 37  # "ms-seq" this short has both parts below 10**18: no clamping
+_SAFE_DIGITS: Final = 18  # a part of at most 18 digits is below 2**63: no clamping
 
 
 def redis_version(entry_id: str) -> str:
     """A Redis stream entry id "<ms>-<seq>" as a version: ids grow in publish order within a
     stream, and their ms part is the server's clock, so they order streams of one server too.
-    Parts beyond a bigint (only ids set by hand can be) are clamped."""
-    if len(entry_id) < _SHORT_ID_CHARS:
+    Redis allows parts up to 2**64-1 (only ids set by hand come near); a part beyond a
+    bigint is clamped to 2**63-1, and messages whose versions are clamped alike are ordered
+    by their values."""
+    dash = entry_id.find("-")
+    if 0 < dash <= _SAFE_DIGITS and len(entry_id) - dash - 1 <= _SAFE_DIGITS:
         return entry_id.replace("-", "\t")
     ms, _, seq = entry_id.partition("-")
     return f"{min(int(ms), MAX_VERSION_PART)}\t{min(int(seq or 0), MAX_VERSION_PART)}"

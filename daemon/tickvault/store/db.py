@@ -21,7 +21,8 @@ T = TypeVar("T")
 ROW_CLASSES: Final = frozenset({"22", "23", "54"})
 # SQLSTATE classes that no retry cures: authorization failure, database does not exist.
 REFUSED_CLASSES: Final = frozenset({"28", "3D"})
-SERVER_SETTINGS: Final = {"timezone": "UTC", "application_name": "tickvault"}
+# timezone and DateStyle fix the text of timestamps, which the writers hash to break ties
+SERVER_SETTINGS: Final = {"timezone": "UTC", "datestyle": "ISO, MDY", "application_name": "tickvault"}
 
 
 def endpoint(dsn: str) -> str:

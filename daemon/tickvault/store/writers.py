@@ -19,12 +19,14 @@ the same way within a batch (DISTINCT ON … ORDER BY rank) and across batches (
 WHERE rank is higher). The ranks, highest wins:
 - kline: (closed, version). A closed candle is never replaced by an open one; otherwise the
   later-published message wins, so a redelivered or claimed older candle changes nothing.
-- order: (terminal status, filled_quantity, updated_at, seq, status rank, version): a
-  terminal status is never replaced by a non-terminal one, filled_quantity never decreases,
-  and then the newest update wins. `client_order_id`, `bot_id`, `strategy` and `created_at`
-  are kept once known: each holds the greatest value any update of the order carried (they
-  should all agree; if they do not, the result still does not depend on order). Every update
-  is also appended to order_events, deduplicated by a hash of its values.
+- order: (terminal status, status = filled, updated_at, seq, status rank, version): a
+  terminal status is never replaced by a non-terminal one, `filled` outranks the other
+  terminal statuses, then the newest update wins. Two groups of fields are merged over
+  every update instead, each with an order-free rule: `filled_quantity` and
+  `avg_fill_price` come from the update with the greatest fill progress (so
+  filled_quantity never decreases); `client_order_id`, `bot_id`, `strategy` and
+  `created_at` hold the greatest value any update carried (they should all agree). Every
+  update is also appended to order_events, deduplicated by a hash of its values.
 - fill: the first-published message wins (lowest version); redeliveries change nothing.
 - bot_state: (ts, seq, version).
 A missing `seq` counts as -1.
@@ -47,6 +49,7 @@ from tickvault.store.db import affected
 STAGE_PREFIX: Final = "tv_stage_"
 VERSION_COLUMNS: Final = ("version_ms", "version_seq")
 ORDER_IDENTITY: Final = ("client_order_id", "bot_id", "strategy", "created_at")
+ORDER_FILL_PROGRESS: Final = ("filled_quantity", "avg_fill_price")
 _TEXT: Final = attrgetter("text")
 
 
@@ -84,10 +87,15 @@ def _sort(exprs: Sequence[str], direction: str) -> str:
 
 @dataclass(frozen=True)
 class KindWriter:
+    """How one record kind is written: its table, the COPY columns, and the statements that
+    apply its rule from the staging table."""
+
     kind: str
     source_table: str
     columns: tuple[str, ...]  # the record's columns, then the version columns
-    statements: tuple[tuple[str, str], ...]  # (target table, SQL) run in order after the COPY
+    # (target table, SQL) run in order after the COPY; "" for a statement that only merges
+    # fields of rows another statement counted
+    statements: tuple[tuple[str, str], ...]
     insert_first: bool = False  # new keys are the rule: try `insert` before the upsert
 
     @property
@@ -129,18 +137,28 @@ def _sets(values: Sequence[str]) -> str:
     return ", ".join(sets)
 
 
+def _fill_progress(p: str) -> list[str]:
+    """An order's (filled_quantity, avg_fill_price), ordered: more filled first, then a known
+    average price, then the values (their text last, so equal numbers of other scales tie
+    the same way everywhere)."""
+    return [
+        f"{p}filled_quantity", f"{p}avg_fill_price IS NOT NULL", f"coalesce({p}avg_fill_price, 0)",
+        f'{p}filled_quantity::text COLLATE "C"', f"coalesce({p}avg_fill_price::text, '') COLLATE \"C\"",
+    ]  # fmt: skip
+
+
 def _order_sql(s: str) -> tuple[str, str, str]:
-    """order_events, then the current row of each order (the highest-ranked update), then
-    the identity fields, merged on their own so that an update that does not win still adds
-    what it carries."""
+    """order_events; then the current row of each order, from its highest-ranked update;
+    then the merged fields: each identity field's greatest value and the greatest fill
+    progress any update carried, so an update that does not win still adds what it knows."""
     cols = RECORD_TYPES["order"].COLUMNS
     key = ("exchange", "order_id")
-    values = [c for c in cols if c not in key and c not in ORDER_IDENTITY]
+    values = [c for c in cols if c not in key and c not in ORDER_IDENTITY and c not in ORDER_FILL_PROGRESS]
 
     def rank(p: str) -> list[str]:
         status = _status_rank(p + "status")
         return [
-            f"{status} = 3", f"{p}filled_quantity", f"{p}updated_at", f"coalesce({p}seq, -1)", status,
+            f"{status} = 3", f"{p}status = 'filled'", f"{p}updated_at", f"coalesce({p}seq, -1)", status,
             f"{p}version_ms", f"{p}version_seq", _tiebreak(values, p),
         ]  # fmt: skip
 
@@ -148,25 +166,27 @@ def _order_sql(s: str) -> tuple[str, str, str]:
         INSERT INTO {s}.order_events ({_q(cols)}, event_hash)
         SELECT {_q(cols)}, md5(ROW({_q(cols)})::text)::uuid FROM {STAGE_PREFIX}order
         ON CONFLICT (exchange, order_id, updated_at, event_hash) DO NOTHING"""  # noqa: S608
-    # a new order takes, for each identity field, the greatest value its updates carry
-    picked = [f'max("{c}") OVER w' if c in ORDER_IDENTITY else f'"{c}"' for c in _versioned(cols)]
     current = f"""
         INSERT INTO {s}.orders AS t ({_q(_versioned(cols))})
-        SELECT DISTINCT ON ({_q(key)}) {", ".join(picked)} FROM {STAGE_PREFIX}order
-        WINDOW w AS (PARTITION BY {_q(key)})
+        SELECT DISTINCT ON ({_q(key)}) {_q(_versioned(cols))} FROM {STAGE_PREFIX}order
         ORDER BY {_q(key)}, {_sort(rank(""), "DESC")}
         ON CONFLICT ({_q(key)}) DO UPDATE SET {_sets(values)}
         WHERE {_row(rank("EXCLUDED."))} > {_row(rank("t."))}"""  # noqa: S608
-    merged = [f'greatest(t."{c}", b."{c}")' for c in ORDER_IDENTITY]
-    identity = f"""
-        UPDATE {s}.orders AS t
-        SET {", ".join(f'"{c}" = {m}' for c, m in zip(ORDER_IDENTITY, merged, strict=True))},
-            ingested_at = now()
-        FROM (SELECT {_q(key)}, {", ".join(f'max("{c}") AS "{c}"' for c in ORDER_IDENTITY)}
-              FROM {STAGE_PREFIX}order GROUP BY {_q(key)}) AS b
+    identity = [f'greatest(t."{c}", b."{c}")' for c in ORDER_IDENTITY]
+    progressed = f"{_row(_fill_progress('b.'))} > {_row(_fill_progress('t.'))}"
+    sets = [f'"{c}" = {m}' for c, m in zip(ORDER_IDENTITY, identity, strict=True)]
+    sets += [f'"{c}" = CASE WHEN {progressed} THEN b."{c}" ELSE t."{c}" END' for c in ORDER_FILL_PROGRESS]
+    batch = ", ".join(
+        [*(f'max("{c}") OVER w AS "{c}"' for c in ORDER_IDENTITY), _q(ORDER_FILL_PROGRESS), _q(key)]
+    )
+    merged = f"""
+        UPDATE {s}.orders AS t SET {", ".join(sets)}, ingested_at = now()
+        FROM (SELECT DISTINCT ON ({_q(key)}) {batch} FROM {STAGE_PREFIX}order
+              WINDOW w AS (PARTITION BY {_q(key)})
+              ORDER BY {_q(key)}, {_sort(_fill_progress(""), "DESC")}) AS b
         WHERE t.exchange = b.exchange AND t.order_id = b.order_id
-          AND ({", ".join(merged)}) IS DISTINCT FROM ({_q(ORDER_IDENTITY, "t.")})"""  # noqa: S608
-    return events, current, identity
+          AND (({", ".join(identity)}) IS DISTINCT FROM ({_q(ORDER_IDENTITY, "t.")}) OR {progressed})"""  # noqa: S608
+    return events, current, merged
 
 
 def _fill_sql(s: str) -> str:
@@ -206,10 +226,10 @@ def _bot_state_sql(s: str) -> str:
 
 
 def build_writers(schema: str) -> dict[str, KindWriter]:
-    events, current, identity = _order_sql(schema)
+    events, current, merged = _order_sql(schema)
     specs = {
         "kline": ("klines", (("klines", _kline_sql(schema)),)),
-        "order": ("orders", (("order_events", events), ("orders", current), ("orders", identity))),
+        "order": ("orders", (("order_events", events), ("orders", current), ("", merged))),
         "fill": ("fills", (("fills", _fill_sql(schema)),)),
         "bot_state": ("bot_state", (("bot_state", _bot_state_sql(schema)),)),
     }
@@ -260,5 +280,6 @@ async def write(
         await conn.copy_to_table(w.stage, source=_once(data), columns=w.columns, format="text")
         for table, sql in w.statements:
             status = await conn.execute(sql)
-            written[table] = written.get(table, 0) + affected(status)
+            if table:
+                written[table] = written.get(table, 0) + affected(status)
     return written
