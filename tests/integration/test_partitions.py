@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -129,6 +130,28 @@ async def test_timescale_on_without_a_usable_extension_fails_creating_nothing(en
     with pytest.raises(ConfigError, match=re.escape(f'postgres.timescale is "on", but {reason}')):
         await migrate.upgrade(settings.postgres)
     assert await env.fetch("SELECT 1 FROM pg_database WHERE datname = $1", missing) == []
+
+
+async def test_timescaledb_is_not_usable_to_a_role_that_may_not_create_it(env: TestEnv) -> None:
+    await require_timescale(env.dsn)
+    base = env.dsn.rsplit("/", 1)[0]
+    database, role = f"tickvault_t_{env.tag}", f"tickvault_t_{env.tag}"
+    admin = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        parts = urlsplit(env.dsn)  # the test servers trust local roles: no password
+        dsn = urlunsplit(
+            parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}", path=f"/{database}")
+        )
+        reason = await timescale_unusable(dsn)
+        assert reason is not None and "lacks the CREATE privilege" in reason
+        await admin.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{role}"')
+        assert await timescale_unusable(dsn) is None
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
 
 
 async def chunk_widths(env: TestEnv) -> dict[dt.datetime, dt.timedelta]:

@@ -26,6 +26,9 @@ def upgrade() -> None:
     attributes = context.config.attributes
     timescale = _use_timescale()
     if timescale:
+        # the migrate lock is per schema; two schemas migrating at once in one database would
+        # both try to create the extension, and the second would hit a unique violation
+        op.execute("SELECT pg_advisory_xact_lock(hashtext('tickvault.create_extension'))")
         op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     for statement in create_statements(attributes["schema"], timescale, attributes["chunk_days"]):
         op.execute(statement)
