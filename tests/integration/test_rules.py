@@ -167,7 +167,7 @@ async def test_mixed_topic_routes_by_kind(env: TestEnv, daemon: Daemon) -> None:
 
 
 async def test_rows_outside_premade_partitions_get_their_own(env: TestEnv, daemon: Daemon) -> None:
-    await daemon.start()
+    await daemon.start(env.settings(postgres={"timescale": "off"}))
     old = json.dumps({
         "exchange": "okx", "symbol": "ETH-USDT", "interval": "1d", "open_time": "2019-03-04T00:00:00Z",
         "open": "1", "high": "1", "low": "1", "close": "1", "volume": "0",

@@ -2,7 +2,7 @@
 
 Fills and klines at both ends of the range (1970-01-01T00:00:00Z and 9999-12-31, in epoch
 milliseconds and ISO-8601) are stored and read back equal, on native partitions and on
-TimescaleDB (skipped where the extension is not installed). One past each end, and integers
+TimescaleDB (skipped where the extension is not usable). One past each end, and integers
 in another unit, become `invalid` dead letters naming the field and the range, never
 `db_rejected`.
 """
@@ -14,11 +14,10 @@ import json
 from typing import Any, Final
 
 import asyncpg
-import pytest
 
 from tests.helpers import Daemon, TestEnv
 from tests.integration.test_bad_input import fill, kline
-from tests.integration.test_partitions import timescale_available
+from tests.integration.test_partitions import require_timescale
 from tickvault import Vault
 from tickvault.settings import Settings
 from tickvault.store import migrate
@@ -109,8 +108,7 @@ async def test_both_ends_of_the_range_are_stored_on_native_partitions(env: TestE
 
 
 async def test_both_ends_of_the_range_are_stored_on_timescaledb(env: TestEnv, daemon: Daemon) -> None:
-    if not await timescale_available(env.dsn):
-        pytest.skip("the timescaledb extension is not installed on this PostgreSQL server")
+    await require_timescale(env.dsn)
     settings = env.settings(postgres={"timescale": "on"}, source={"min_epoch_ms": 0})
     await store_the_edges(env, daemon, settings)
 

@@ -48,7 +48,9 @@ class Store:
         self._writer = writer
         self._writers = writers.build_writers(self.schema)
         self._pool: asyncpg.Pool | None = None
-        self._partitioner: partitions.Partitioner = partitions.TimescalePartitioner()
+        self._partitioner: partitions.Partitioner = partitions.TimescalePartitioner(
+            self.schema, settings.partition_interval_days
+        )
         self._upserts_left = dict.fromkeys(self._writers, 0)  # per kind: batches not to `insert`
 
     async def __aenter__(self) -> Store:

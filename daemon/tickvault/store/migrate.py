@@ -1,4 +1,10 @@
-"""Schema migrations (Alembic), database creation, and the "are migrations current" check."""
+"""Schema migrations (Alembic), database creation, and the "are migrations current" check.
+
+Whether the time tables become TimescaleDB hypertables is settled here, before anything is
+created: `postgres.timescale = "on"` on a server where TimescaleDB is not usable fails with
+one error and leaves no database or schema behind; "auto" then takes native partitions.
+The migrations get the answer as `config.attributes["timescale"]` (a bool).
+"""
 
 from __future__ import annotations
 
@@ -16,21 +22,26 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tickvault.errors import ConfigError, StoreError
 from tickvault.settings import PostgresSettings
-from tickvault.store import db
+from tickvault.store import db, timescale
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def _alembic_config(pg: PostgresSettings) -> Config:
+def _alembic_config(pg: PostgresSettings, hypertables: bool = False) -> Config:
     parts = urlsplit(pg.dsn.get_secret_value())
     url = urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes.update(
-        url=url, schema=pg.schema_name, timescale=pg.timescale, chunk_days=pg.partition_interval_days
+        url=url, schema=pg.schema_name, timescale=hypertables, chunk_days=pg.partition_interval_days
     )
     return config
+
+
+def _admin_dsn(dsn: str) -> str:
+    """The same server's `postgres` database, for work before the DSN's database exists."""
+    return urlunsplit(urlsplit(dsn)._replace(path="/postgres"))
 
 
 def head_revision() -> str:
@@ -55,7 +66,7 @@ async def create_database_if_missing(pg: PostgresSettings) -> bool:
     name = parts.path.lstrip("/")
     if not name or '"' in name:
         raise ConfigError("postgres.dsn names no usable database")
-    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=pg.connect_timeout_s)
+    admin = await asyncpg.connect(_admin_dsn(dsn), timeout=pg.connect_timeout_s)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     except asyncpg.DuplicateDatabaseError:
@@ -66,17 +77,53 @@ async def create_database_if_missing(pg: PostgresSettings) -> bool:
     return True
 
 
-async def _alembic(pg: PostgresSettings, action: Callable[[Config, str], None], revision: str) -> None:
+async def use_timescale(pg: PostgresSettings) -> bool:
+    """Whether tables the migrations create now are hypertables: by `postgres.timescale`, and
+    for "auto" whether TimescaleDB is usable (`timescale.unusable_reason`). Asks the server only
+    while the schema is unmigrated: once the tables exist the answer no longer matters.
+    Raises ConfigError for "on" where TimescaleDB is not usable."""
+    if pg.timescale == "off":
+        return False
+    dsn = pg.dsn.get_secret_value()
+    try:
+        conn = await asyncpg.connect(dsn, timeout=pg.connect_timeout_s)
+        missing = False
+    except asyncpg.InvalidCatalogNameError:
+        if not pg.create_database:
+            raise
+        conn = await asyncpg.connect(_admin_dsn(dsn), timeout=pg.connect_timeout_s)
+        missing = True
+    try:
+        if not missing and await current_revision(conn, pg.schema_name) is not None:
+            return pg.timescale == "on"
+        reason = await timescale.unusable_reason(conn, will_own_database=missing)
+    finally:
+        await conn.close()
+    if reason is None:
+        return True
+    if pg.timescale == "on":
+        raise ConfigError(f'postgres.timescale is "on", but {reason}')
+    log.info("TimescaleDB not used, time tables get native partitions: %s", reason)
+    return False
+
+
+async def _alembic(
+    pg: PostgresSettings, action: Callable[[Config, str], None], revision: str, hypertables: bool = False
+) -> None:
     await db.retrying(pg, "migrate", lambda: create_database_if_missing(pg))
     try:
-        await asyncio.to_thread(action, _alembic_config(pg), revision)
+        await asyncio.to_thread(action, _alembic_config(pg, hypertables), revision)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc
         raise StoreError(f"migration failed: {' '.join(str(cause).split())}") from None
 
 
 async def upgrade(pg: PostgresSettings, revision: str = "head") -> None:
-    await _alembic(pg, command.upgrade, revision)
+    """Migrate to `revision`, creating the database (`postgres.create_database`) and the schema
+    when missing. Raises ConfigError before creating anything when `postgres.timescale` is "on"
+    and TimescaleDB is not usable; StoreError when a migration fails."""
+    hypertables = await db.retrying(pg, "migrate", lambda: use_timescale(pg))
+    await _alembic(pg, command.upgrade, revision, hypertables)
     log.info("schema %s migrated to %s", pg.schema_name, revision)
 
 

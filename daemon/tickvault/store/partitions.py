@@ -3,7 +3,9 @@
 Native: every time table has a DEFAULT partition, so no row is ever refused. The daemon
 creates fixed-width partitions ahead of time and before each batch that reaches a range
 without one; rows that already sit in the default partition for a new range are moved into
-it in the same transaction. TimescaleDB creates chunks itself, so there `ensure` does nothing.
+it in the same transaction. TimescaleDB creates chunks itself, so there `ensure` does nothing;
+`ensure_ahead` brings the chunk width in line with `partition_interval_days` once per process
+(`set_chunk_time_interval`: chunks made from then on; existing chunks keep their width).
 
 The first partition starts at 1970-01-01, the start of the time range records accept. The
 last one, holding 9999-12-31, has no upper bound (`TO (MAXVALUE)`): its end would be in the
@@ -33,15 +35,56 @@ class Partitioner(Protocol):
         """Make sure rows at `times` land in a proper partition. Idempotent, safe to race."""
 
     async def ensure_ahead(self, conn: asyncpg.Connection, now: dt.datetime) -> None:
-        """Create the partitions for the current and the next few intervals."""
+        """Create the partitions for the current and the next few intervals (native), or keep
+        the chunk width in line with the settings (TimescaleDB). Run at start and periodically."""
 
 
 class TimescalePartitioner:
+    def __init__(self, schema: str, interval_days: int) -> None:
+        self.schema = schema
+        self.interval_days = interval_days
+        self._interval_checked = False
+
     async def ensure(self, conn: asyncpg.Connection, table: TimeTable, times: Iterable[dt.datetime]) -> None:
         return None
 
     async def ensure_ahead(self, conn: asyncpg.Connection, now: dt.datetime) -> None:
-        return None
+        if not self._interval_checked:
+            await self.apply_interval(conn)
+            self._interval_checked = True
+
+    async def apply_interval(self, conn: asyncpg.Connection) -> None:
+        """Set the chunk width of every hypertable of the schema whose width differs from
+        `interval_days`. Only chunks created afterwards get it; TimescaleDB keeps the existing
+        ones (a new chunk next to an old one is cut short rather than overlap it). Without the
+        right to change a table (not its owner) it warns and keeps the old width."""
+        if await conn.fetchval("SELECT to_regclass('timescaledb_information.dimensions')") is None:
+            return  # no extension in this database: nothing migrated yet
+        width = dt.timedelta(days=self.interval_days)
+        rows = await conn.fetch(
+            "SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions "
+            "WHERE hypertable_schema = $1 AND dimension_type = 'Time' ORDER BY 1",
+            self.schema,
+        )
+        for name, old in rows:
+            if old == width:
+                continue
+            try:
+                await conn.execute(
+                    "SELECT set_chunk_time_interval($1::regclass, $2::interval)",
+                    f"{self.schema}.{name}",
+                    width,
+                )
+            except asyncpg.InsufficientPrivilegeError as exc:
+                log.warning("keeping %s chunks of %s, not %s days: %s", name, old, self.interval_days, exc)
+            else:
+                log.info(
+                    "%s.%s: chunks created from now on span %s days (were %s)",
+                    self.schema,
+                    name,
+                    self.interval_days,
+                    old,
+                )
 
 
 class NativePartitioner:
@@ -111,4 +154,8 @@ async def detect(conn: asyncpg.Connection, schema: str, interval_days: int, ahea
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = 'klines')",
         schema,
     )
-    return NativePartitioner(schema, interval_days, ahead) if native else TimescalePartitioner()
+    return (
+        NativePartitioner(schema, interval_days, ahead)
+        if native
+        else TimescalePartitioner(schema, interval_days)
+    )

@@ -2,7 +2,8 @@
 
 Column names are the message field names (DESIGN.md); `ingested_at` is bookkeeping.
 Time-series tables are partitioned by their time column: TimescaleDB hypertables when the
-extension is there, native range partitions (plus a default partition) otherwise.
+extension is usable (`timescale.unusable_reason`), native range partitions (plus a default
+partition) otherwise.
 """
 
 from __future__ import annotations

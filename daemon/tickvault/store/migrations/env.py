@@ -1,6 +1,7 @@
 """Alembic environment: runs the migrations over SQLAlchemy's asyncpg dialect.
 
-`tickvault.store.migrate` passes the URL, schema and TimescaleDB mode in `config.attributes`.
+`tickvault.store.migrate` passes the URL, the schema, whether to make hypertables (`timescale`,
+a bool) and their chunk width in days (`chunk_days`) in `config.attributes`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ Revision ID: 0001
 from __future__ import annotations
 
 from alembic import context, op
-from sqlalchemy import text
 
 from tickvault.store.schema import create_statements, drop_statements
 
@@ -17,23 +16,19 @@ depends_on = None
 
 
 def _use_timescale() -> bool:
-    mode = context.config.attributes["timescale"]
-    if mode == "off":
-        return False
-    if mode == "on":
-        return True
-    found = (
-        op.get_bind()
-        .execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"))
-        .scalar()
-    )
-    return found is not None
+    # settled by tickvault.store.migrate.use_timescale before anything was created: asking
+    # here would be too late to refuse "on" cleanly, and a probe by CREATE EXTENSION cannot
+    # be rolled back to a savepoint where the library is not preloaded (the error is FATAL)
+    return bool(context.config.attributes["timescale"])
 
 
 def upgrade() -> None:
     attributes = context.config.attributes
     timescale = _use_timescale()
     if timescale:
+        # the migrate lock is per schema; two schemas migrating at once in one database would
+        # both try to create the extension, and the second would hit a unique violation
+        op.execute("SELECT pg_advisory_xact_lock(hashtext('tickvault.create_extension'))")
         op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     for statement in create_statements(attributes["schema"], timescale, attributes["chunk_days"]):
         op.execute(statement)
