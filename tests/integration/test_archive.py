@@ -7,6 +7,7 @@ a retention that leaves the last days hot, and the cold table is read back with 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -22,6 +23,7 @@ import pytest
 from tests.helpers import TestEnv
 from tickvault import metrics
 from tickvault.archive import roller, table
+from tickvault.cli import main
 from tickvault.codecs import native
 from tickvault.settings import Settings
 from tickvault.store import Store, migrate
@@ -257,3 +259,33 @@ async def _check_failed_roll(env: TestEnv, settings: Settings) -> None:
     assert await everything_hot(env) == before
     assert await partitions_of(env, "fills") == parts
     assert await env.fetch("SELECT * FROM {s}.archive_log") == []
+
+
+async def test_cli_dry_run_then_roll_then_list(
+    env: TestEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = archive_settings(env, tmp_path / "cold")
+    await load(settings)
+    sections = {
+        "postgres": {"timescale": "off", "partition_interval_days": 1, "partitions_ahead": 0},
+        "archive": {"root": str(tmp_path / "cold")},
+    }
+    for name, value in env.environ(**sections).items():
+        monkeypatch.setenv(name, value)
+    older = f"{int((dt.datetime.now(dt.UTC) - NOW).total_seconds()) // 3600 + 48}h"
+    assert (
+        await asyncio.to_thread(main, ["archive", "--dry-run", "--older-than", older, "--table", "fills"])
+        == 0
+    )
+    out = capsys.readouterr()
+    assert out.out.count("would roll\tfills\t") == 3 and "would roll 3 partitions, 0 failed" in out.err
+    assert await env.fetch("SELECT * FROM {s}.archive_log") == []
+    assert await asyncio.to_thread(main, ["archive", "--older-than", older, "--table", "fills"]) == 0
+    assert capsys.readouterr().out.count("rolled\tfills\t") == 3
+    assert await asyncio.to_thread(main, ["archive", "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 3 and all(line.startswith("fills\t2026-01-0") for line in listed)
+    with pytest.raises(SystemExit) as usage:
+        main(["archive", "--older-than", "7 days"])
+    assert usage.value.code == 2
+    assert "tickvault: error: argument --older-than: not a duration: '7 days'" in capsys.readouterr().err

@@ -8,6 +8,7 @@ come behind the same interface.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import re
@@ -166,7 +167,7 @@ async def read(
         seen = await fingerprint(conn, schema, partition)
         query = f"SELECT {_select(cols)} FROM {schema}.{partition.name}"  # noqa: S608
         await conn.copy_from_query(query, output=sink, format="csv")
-    return _parse(b"".join(chunks), cols), seen
+    return await asyncio.to_thread(_parse, b"".join(chunks), cols), seen
 
 
 def _parse(data: bytes, cols: Sequence[Column]) -> pa.Table:
