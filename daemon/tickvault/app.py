@@ -143,6 +143,20 @@ def serve_metrics(
     return metrics.serve(settings.metrics, health, port_setting)
 
 
+async def _roll_periodically(settings: Settings) -> None:
+    """The cold-tier roller, every archive.interval_s from start; its failures are logged per
+    partition and never stop ingest."""
+    from tickvault.archive import roller  # pyarrow and pyiceberg load only when archiving is on
+
+    interval_s = settings.archive.interval_s
+    while True:
+        try:
+            await roller.roll(settings)
+        except Exception as exc:
+            log.warning("archive round failed (%s); next try in %.0fs", exc, interval_s)
+        await asyncio.sleep(interval_s)
+
+
 async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: metrics.Health) -> int:
     """Everything but the metrics endpoint, which the caller serves (see `run`)."""
     stop = stop or asyncio.Event()
@@ -158,6 +172,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
             _report_lag(source, settings.source.kind, settings.metrics.lag_interval_s),
         ):
             stack.callback(asyncio.create_task(background).cancel)
+        if settings.archive.enabled:
+            stack.callback(asyncio.create_task(_roll_periodically(settings), name="archive").cancel)
         return await _supervise(pipeline, stop, settings.run.drain_grace_s, health)
     return 1  # pragma: no cover - the exit stack re-raises
 

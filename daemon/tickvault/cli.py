@@ -3,7 +3,8 @@
 Every command takes `--config FILE`; every option can also come from `TICKVAULT_*`
 environment variables. Errors print one line on stderr, `tickvault: error: …`, and exit 1;
 usage errors (an unknown option, a missing or malformed argument) print one such line that
-points at the command's `--help`, and exit 2. `query` lives in query.py.
+points at the command's `--help`, and exit 2. `query` lives in query.py, `archive` in
+archive/command.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, NoReturn
 import tickvault
 from tickvault import app
 from tickvault import query as query_command
+from tickvault.archive import command as archive_command
 from tickvault.errors import SourceUnavailable, TickvaultError
 from tickvault.query import count, join, positive_int
 from tickvault.records import EXAMPLES, json_schemas
@@ -34,7 +36,7 @@ from tickvault.store.dead_letters import StoredDeadLetter
 
 log = logging.getLogger("tickvault")
 # a person is waiting on these: fail fast instead of retrying PostgreSQL for minutes
-CONNECT_RETRIES_BY_COMMAND = {"check": 0, "query": 2, "dlq": 2}
+CONNECT_RETRIES_BY_COMMAND = {"check": 0, "query": 2, "dlq": 2, "archive": 2}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -290,6 +292,14 @@ def _parser() -> argparse.ArgumentParser:
     query = sub.add_parser("query", parents=[common], help="print stored klines, orders, fills or bot state")
     query_command.add_arguments(query)
     query.set_defaults(handler=query_command.run)
+    arc = sub.add_parser(
+        "archive", parents=[common], help="roll old partitions to the cold tier (Iceberg/Parquet), or --list",
+        description="Write each partition of klines, fills and order_events that ends before now minus "
+        "archive.hot_retention to the cold tier, read it back and check it, then drop it from PostgreSQL. "
+        "See 'Cold tier' in the README.",
+    )  # fmt: skip
+    archive_command.add_arguments(arc)
+    arc.set_defaults(handler=archive_command.run)
     sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
     sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
     sch.set_defaults(handler=None)

@@ -24,6 +24,11 @@ ZERO: Final = Decimal(0)
 # PostgreSQL numeric limits, as records.py enforces them on input
 MAX_INTEGER_DIGITS: Final = 131_072
 MAX_FRACTION_DIGITS: Final = 16_383
+# the cold tier's column type, decimal(38, 18): what ingest accepts must be able to roll
+COLD_PRECISION: Final = 38
+COLD_SCALE: Final = 18
+COLD_INTEGER_DIGITS: Final = COLD_PRECISION - COLD_SCALE
+COLD_TYPE: Final = f"decimal({COLD_PRECISION}, {COLD_SCALE})"
 
 
 def canonical(value: Decimal) -> Decimal:
@@ -61,3 +66,16 @@ def in_numeric_range(value: Decimal) -> bool:
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)  # finite
     return value.adjusted() < MAX_INTEGER_DIGITS and -exponent <= MAX_FRACTION_DIGITS
+
+
+def fits_cold(value: Decimal) -> bool:
+    """True if the cold tier's decimal(38, 18) holds the value exactly: at most 20 integer
+    and 18 fractional digits once trailing fractional zeros are dropped (`1.50000…0` with 30
+    zeros fits). False for NaN and Infinity."""
+    if not value.is_finite():
+        return False
+    if value.adjusted() >= COLD_INTEGER_DIGITS:  # before `canonical`, which would write 1E+999 out
+        return False
+    exponent = canonical(value).as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    return -exponent <= COLD_SCALE

@@ -50,6 +50,24 @@ SOURCE_LAG = Gauge(
     "minus the committed offset; per Redis stream the undelivered entries plus the pending ones",
     ["source", "group", "topic", "partition"],
 )
+ARCHIVE_RUNS = Counter("tickvault_archive_runs_total", "Rounds of the roller (tickvault.archive)")
+ARCHIVE_PARTITIONS = Counter(
+    "tickvault_archive_partitions_total",
+    "Partitions rolled to the cold tier and dropped, by table",
+    ["table"],
+)
+ARCHIVE_ROWS = Counter("tickvault_archive_rows_total", "Rows committed to the cold tier, by table", ["table"])
+ARCHIVE_BYTES = Counter(
+    "tickvault_archive_bytes_total", "Bytes of the cold data files of rolled ranges, by table", ["table"]
+)
+ARCHIVE_FAILURES = Counter(
+    "tickvault_archive_failures_total",
+    "Partitions whose roll failed and were left for the next round, by table",
+    ["table"],
+)  # fmt: skip
+ARCHIVE_LAST_SUCCESS = Gauge(
+    "tickvault_archive_last_success_timestamp_seconds", "Unix time of the last partition rolled"
+)
 UP = Gauge("tickvault_ready", "1 while the daemon is consuming and PostgreSQL accepts writes")
 
 

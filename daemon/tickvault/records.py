@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from tickvault.decimals import MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, in_numeric_range
+from tickvault.decimals import COLD_INTEGER_DIGITS, COLD_SCALE, COLD_TYPE, fits_cold, in_numeric_range
 from tickvault.timestamps import (
     MAX_EPOCH_MS,
     MIN_EPOCH_MS,
@@ -65,8 +65,11 @@ def _decimal(value: Any) -> Decimal:
         raise ValueError("not a decimal number") from None
     if not number.is_finite():
         raise ValueError("must be finite (NaN and Infinity are refused)")
-    if number.adjusted() >= MAX_INTEGER_DIGITS or -int(number.as_tuple().exponent) > MAX_FRACTION_DIGITS:
-        raise ValueError("out of range for an exact decimal (PostgreSQL numeric)")
+    if not fits_cold(number):  # also keeps it within PostgreSQL numeric's far wider range
+        raise ValueError(
+            f"does not fit {COLD_TYPE}, the cold tier's type: at most {COLD_INTEGER_DIGITS} integer "
+            f"and {COLD_SCALE} fractional digits"
+        )
     return number
 
 

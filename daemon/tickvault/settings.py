@@ -189,6 +189,52 @@ class RunSettings(_Section):
     partition_check_interval_s: float = Field(3600.0, gt=0)
 
 
+_DURATION_RE: Final = re.compile(r"^\s*(\d+)\s*([dhms])\s*$")
+_DURATION_UNIT_S: Final = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def parse_duration_s(text: str) -> int:
+    """`7d`, `36h`, `90m`, `30s` → seconds. Raises ValueError naming the accepted forms."""
+    match = _DURATION_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (expected a whole number and d, h, m or s, e.g. 7d, 36h)")
+    return int(match[1]) * _DURATION_UNIT_S[match[2]]
+
+
+class ArchiveSettings(_Section):
+    """The cold tier (tickvault.archive). Credentials are only ever passed to the filesystem."""
+
+    enabled: bool = False
+    root: str = "./tickvault-archive"
+    interval_s: float = Field(3600.0, gt=0)
+    hot_retention: str = "7d"
+    lock_timeout_s: float = Field(5.0, gt=0)
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+
+    @field_validator("hot_retention")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration_s(value)
+        return value
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a directory or an s3://bucket/prefix URL")
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in ("", "file", "s3"):
+            raise ValueError(f"unsupported scheme {scheme!r}: use a local path, file:// or s3://")
+        return value
+
+    @property
+    def hot_retention_s(self) -> int:
+        return parse_duration_s(self.hot_retention)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKVAULT_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -202,6 +248,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
     run: RunSettings = RunSettings()
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -35,7 +35,7 @@ def error(result: Result, code: int) -> str:
 
 LIMIT = "argument --limit: must be a positive integer, got"
 REPLAY_HELP = "(see 'tickvault dlq replay --help')"
-COMMANDS = "'run', 'migrate', 'check', 'dlq', 'dev', 'query', 'schemas'"
+COMMANDS = "'run', 'migrate', 'check', 'dlq', 'dev', 'query', 'archive', 'schemas'"
 USAGE_ERRORS = [
     (
         (*KLINES, "--interval", "7m"),

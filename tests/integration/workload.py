@@ -39,7 +39,8 @@ def build(klines: int, orders: int, fills: int, states: int, seed: int = 7) -> W
         low = _price(rng)
         high = low + _price(rng)
         open_, close = low + (high - low) / 4, high - (high - low) / 3
-        open_, close = open_.quantize(Decimal("1E-20")), close.quantize(Decimal("1E-20"))
+        # at the limits of decimal(38, 18), the cold tier's type that ingest enforces
+        open_, close = open_.quantize(Decimal("1E-18")), close.quantize(Decimal("1E-18"))
         volume = Decimal(f"{rng.randrange(10**20)}.{rng.randrange(10**9):09d}")
         open_ms = T0_MS + minute * 60_000
         row = {

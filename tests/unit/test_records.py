@@ -152,8 +152,28 @@ def test_json_number_that_a_float_would_round_is_exact() -> None:
 
 
 def test_large_json_integer_is_exact() -> None:
-    record = ok("kline", volume="123456789012345678901234567890")
-    assert record.volume == Decimal("123456789012345678901234567890")
+    record = ok("kline", volume="12345678901234567890")  # 20 digits: the most decimal(38, 18) holds
+    assert record.volume == Decimal("12345678901234567890")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["123456789012345678901", '"100000000000000000000"', '"0.0000000000000000001"', "1e20", '"1.5e-19"'],
+)
+def test_decimal_the_cold_type_cannot_hold_is_rejected_naming_field_and_limit(text: str) -> None:
+    # every accepted row must be able to roll to the cold tier's decimal(38, 18)
+    error = rejected("fill", price=text)
+    assert error.category == "invalid"
+    assert "price" in error.reason
+    assert "decimal(38, 18)" in error.reason and "20 integer and 18 fractional digits" in error.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['"99999999999999999999.999999999999999999"', '"0.000000000000000001"', '"1.5' + "0" * 30 + '"', "1e19"],
+)
+def test_decimal_at_the_cold_limits_is_accepted_exactly(text: str) -> None:
+    assert ok("fill", price=text).price == Decimal(json.loads(text) if text.startswith('"') else text)
 
 
 def test_exponent_notation_is_accepted() -> None:

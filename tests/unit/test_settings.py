@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -29,9 +30,9 @@ def write_config(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def config_error(*args: object) -> str:
+def config_error(*args: object, **overrides: Any) -> str:
     with pytest.raises(ConfigError) as info:
-        load_settings(*args)  # type: ignore[arg-type]
+        load_settings(*args, **overrides)  # type: ignore[arg-type]
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -250,14 +251,33 @@ def test_example_config_documents_every_option_with_its_default() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "tickvault.example.toml"
     loaded = load_settings(example)
     defaults = load_settings()
-    for section in ("postgres", "source", "kafka", "batch", "metrics", "log", "run"):
+    for section in ("postgres", "source", "kafka", "batch", "metrics", "log", "run", "archive"):
         assert getattr(loaded, section) == getattr(defaults, section), section
     text = example.read_text()
     for section, model in (
         ("postgres", loaded.postgres), ("redis", loaded.redis), ("batch", loaded.batch),
         ("metrics", loaded.metrics), ("log", loaded.log), ("run", loaded.run), ("source", loaded.source),
-        ("kafka", loaded.kafka),
+        ("kafka", loaded.kafka), ("archive", loaded.archive),
     ):  # fmt: skip
         for name, field in type(model).model_fields.items():
             key = field.alias or name
             assert f"TICKVAULT_{section.upper()}__{key.upper()}" in text, f"{section}.{key} is undocumented"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("7d", 604_800), ("36h", 129_600), ("90m", 5400), ("30s", 30)])
+def test_hot_retention_is_a_duration(text: str, seconds: int) -> None:
+    assert load_settings(archive={"hot_retention": text}).archive.hot_retention_s == seconds
+
+
+@pytest.mark.parametrize("text", ["7", "7 days", "-1d", "1.5h", ""])
+def test_bad_hot_retention_is_a_config_error(text: str) -> None:
+    assert "archive.hot_retention" in config_error(archive={"hot_retention": text})
+
+
+def test_archive_root_scheme_is_checked() -> None:
+    assert "unsupported scheme" in config_error(archive={"root": "gs://bucket/x"})
+
+
+def test_s3_credentials_are_secret() -> None:
+    settings = load_settings(archive={"s3_secret_access_key": "hunter2-secret"})
+    assert "hunter2-secret" not in repr(settings) and "hunter2-secret" not in str(settings.archive)

@@ -88,7 +88,9 @@ def _row_check(*fields: str) -> Callable[[str], re.Match[str] | None]:
     return re.compile("\t".join(fields)).fullmatch
 
 
-_NUMBER: Final = r"(?:0|[1-9][0-9]{0,39})(?:\.[0-9]{1,40})?"  # non-negative, written plainly
+# non-negative, written plainly, within decimal(38, 18) (records.fits_cold; longer fractions
+# that end in zeros may fit too: the model decides those)
+_NUMBER: Final = r"(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,18})?"
 _TEXT: Final = rf"[^\x00-\x1f\x7f]{{1,{TEXT_MAX_LENGTH}}}"
 _ANY: Final = r"[^\t]+"  # a field the Struct's type or `_time` has already checked
 _KLINE_ROW: Final = _row_check(

@@ -1,0 +1,231 @@
+"""The PostgreSQL side of a roll: which partitions are old, reading one into Arrow, loading
+cold rows back through the writers' rules, and the drop.
+
+`Partitions` is the interface a roll needs from the hot store; `NativePartitions` fills it
+for native range partitions. A TimescaleDB implementation (show_chunks/drop_chunks) is to
+come behind the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import asyncpg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from tickvault.archive.table import Column, arrow_schema
+from tickvault.decimals import canonical
+from tickvault.errors import TickvaultError
+from tickvault.store import writers
+from tickvault.store.partitions import NativePartitioner
+from tickvault.store.schema import TimeTable
+
+_KINDS: Final = {
+    "text": "text",
+    "uuid": "text",
+    "numeric": "decimal",
+    "timestamp with time zone": "time",
+    "bigint": "bigint",
+    "integer": "bigint",
+    "boolean": "bool",
+}
+_SKIPPED: Final = frozenset({"ingested_at"})  # bookkeeping, not data
+_BOUND_RE: Final = re.compile(r"^FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)$")
+_KIND_OF_TABLE: Final = {"klines": "kline", "fills": "fill"}
+
+
+class PartitionChanged(TickvaultError):
+    """Rows of the partition changed between the read and the drop; the next round retries."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    table: TimeTable
+    name: str  # the partition table's name in the schema
+    start: dt.datetime  # [start, end), UTC
+    end: dt.datetime
+
+
+class Partitions(Protocol):
+    """What the roller needs from the hot store, per time table.
+
+    `old` lists the partitions lying wholly before `cutoff` (never the default one), after
+    giving rows parked in the default partition for such ranges a partition of their own
+    (unless `adopt` is false: a dry run changes nothing).
+    `ensure` makes sure a partition for [start, end) exists, so that cold rows loaded back
+    land in it. `drop` removes one in the caller's transaction, with the table locked."""
+
+    async def old(
+        self, conn: asyncpg.Connection, table: TimeTable, cutoff: dt.datetime, adopt: bool = True
+    ) -> list[Partition]: ...
+
+    async def ensure(self, conn: asyncpg.Connection, partition: Partition) -> None: ...
+
+    async def drop(self, conn: asyncpg.Connection, partition: Partition) -> None: ...
+
+
+class NativePartitions:
+    def __init__(self, schema: str, interval_days: int) -> None:
+        self.schema = schema
+        self.interval_days = interval_days
+
+    async def old(
+        self, conn: asyncpg.Connection, table: TimeTable, cutoff: dt.datetime, adopt: bool = True
+    ) -> list[Partition]:
+        if adopt:
+            await self._adopt_default_rows(conn, table, cutoff)
+        rows = await conn.fetch(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass($1) ORDER BY 1",
+            f"{self.schema}.{table.name}",
+        )
+        found = []
+        for name, bound in rows:
+            match = _BOUND_RE.match(bound)  # the default partition and TO (MAXVALUE) do not match
+            if match is None:
+                continue
+            start, end = (dt.datetime.fromisoformat(match[i]).astimezone(dt.UTC) for i in (1, 2))
+            if end <= cutoff:
+                found.append(Partition(table, name, start, end))
+        return sorted(found, key=lambda p: p.start)
+
+    async def _adopt_default_rows(
+        self, conn: asyncpg.Connection, table: TimeTable, cutoff: dt.datetime
+    ) -> None:
+        """Late rows for a rolled range sit in the default partition when the daemon that
+        wrote them had seen that partition before it was dropped: give them one again."""
+        col = table.time_column
+        times = await conn.fetch(
+            f"SELECT DISTINCT date_bin($1, {col}, 'epoch') FROM {self.schema}.{table.name}_default "  # noqa: S608
+            f"WHERE {col} < $2",
+            dt.timedelta(days=self.interval_days),
+            cutoff,
+        )
+        partitioner = NativePartitioner(self.schema, self.interval_days, 0)
+        await partitioner.ensure(conn, table, [r[0] for r in times])
+
+    async def ensure(self, conn: asyncpg.Connection, partition: Partition) -> None:
+        exists = await conn.fetchval("SELECT to_regclass($1)", f"{self.schema}.{partition.name}")
+        if exists is None:
+            await NativePartitioner(self.schema, self.interval_days, 0).ensure(
+                conn, partition.table, [partition.start]
+            )
+
+    async def drop(self, conn: asyncpg.Connection, partition: Partition) -> None:
+        await conn.execute(f"DROP TABLE {self.schema}.{partition.name}")
+
+
+async def columns(conn: asyncpg.Connection, schema: str, table: str) -> tuple[Column, ...]:
+    """The table's data columns in table order, with their cold kinds."""
+    rows = await conn.fetch(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+        schema,
+        table,
+    )
+    return tuple(Column(name, _KINDS[kind]) for name, kind in rows if name not in _SKIPPED)
+
+
+async def fingerprint(conn: asyncpg.Connection, schema: str, partition: Partition) -> str:
+    """Row count and a sum of row hashes, computed by PostgreSQL: cheap enough to repeat
+    under a lock, to see that nothing changed since the read."""
+    value: str = await conn.fetchval(
+        "SELECT count(*)::text || ':' || coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "  # noqa: S608
+        f"FROM {schema}.{partition.name} t"
+    )
+    return value
+
+
+def _select(cols: Sequence[Column]) -> str:
+    exprs = []
+    for c in cols:
+        if c.kind == "time":  # exact: extract(epoch) is numeric
+            exprs.append(f'(extract(epoch FROM "{c.name}") * 1000000)::bigint')
+        else:
+            exprs.append(f'"{c.name}"::text' if c.kind == "text" else f'"{c.name}"')
+    return ", ".join(exprs)
+
+
+async def read(
+    conn: asyncpg.Connection, schema: str, partition: Partition, cols: Sequence[Column]
+) -> tuple[pa.Table, str]:
+    """The partition's rows as Arrow (the cold schema; decimals parsed from their text, never
+    through float) and their fingerprint, both from one snapshot."""
+    chunks: list[bytes] = []
+
+    async def sink(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        seen = await fingerprint(conn, schema, partition)
+        query = f"SELECT {_select(cols)} FROM {schema}.{partition.name}"  # noqa: S608
+        await conn.copy_from_query(query, output=sink, format="csv")
+    return await asyncio.to_thread(_parse, b"".join(chunks), cols), seen
+
+
+def _parse(data: bytes, cols: Sequence[Column]) -> pa.Table:
+    schema = arrow_schema(cols)
+    if not data:
+        return schema.empty_table()
+    as_read = {c.name: pa.int64() if c.kind == "time" else schema.field(c.name).type for c in cols}
+    table = pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=[c.name for c in cols]),
+        convert_options=pacsv.ConvertOptions(
+            column_types=as_read,
+            true_values=["t"],
+            false_values=["f"],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,  # PostgreSQL quotes an empty string, never NULL
+        ),
+    )
+    return table.cast(schema)
+
+
+def _records(data: pa.Table, names: Sequence[str]) -> list[tuple[Any, ...]]:
+    columns = []
+    for name in names:
+        values = data.column(name).to_pylist()
+        if pa.types.is_decimal(data.schema.field(name).type):
+            values = [None if v is None else canonical(v) for v in values]  # drop the padded scale
+        columns.append(values)
+    return list(zip(*columns, strict=True))
+
+
+async def reload(conn: asyncpg.Connection, schema: str, table: TimeTable, cold: pa.Table) -> None:
+    """Write cold rows back into the hot table under the ingest rules, with each row's stored
+    version: klines and fills through their writers' statements (a closed candle is never
+    replaced by an open one; the first-published fill wins), order events deduplicated by
+    their key and stored hash. One transaction; the partition must exist."""
+    if cold.num_rows == 0:
+        return
+    kind = _KIND_OF_TABLE.get(table.name)
+    async with conn.transaction():
+        if kind is None:
+            await _reload_events(conn, schema, cold)
+            return
+        w = writers.build_writers(schema)[kind]
+        await writers.create_staging(conn, schema, {kind: w})
+        await conn.copy_records_to_table(w.stage, records=_records(cold, w.columns), columns=w.columns)
+        for _, sql in w.statements:
+            await conn.execute(sql)
+
+
+async def _reload_events(conn: asyncpg.Connection, schema: str, cold: pa.Table) -> None:
+    names = cold.schema.names
+    cols = ", ".join(f'"{n}"' for n in names)
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS tv_reload_events (LIKE {schema}.order_events) ON COMMIT DELETE ROWS"
+    )
+    await conn.copy_records_to_table("tv_reload_events", records=_records(cold, names), columns=names)
+    await conn.execute(
+        f"INSERT INTO {schema}.order_events ({cols}) SELECT {cols} FROM tv_reload_events "  # noqa: S608
+        "ON CONFLICT (exchange, order_id, updated_at, event_hash) DO NOTHING"
+    )

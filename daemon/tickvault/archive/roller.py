@@ -1,0 +1,258 @@
+"""The roller: moves old partitions to the cold tier, verifies them, then drops them.
+
+One roll of a partition [start, end) of table T (native partitions; all steps idempotent):
+1. Merge: when the cold table already holds rows in the range (a resumed roll, or late rows
+   that arrived after an earlier roll and now sit in a re-created partition), they are
+   loaded back into the hot partition under the ingest rules (`hot.reload`), so PostgreSQL
+   applies the one set of conflict rules.
+2. Read the partition into Arrow, and its fingerprint (count and sum of row hashes), from
+   one snapshot.
+3. Overwrite the range in the Iceberg table with those rows: one atomic commit that
+   replaces whatever the range held, so a repeated roll never adds a second copy.
+4. Verify: read back what that snapshot holds for the range and compare row count and
+   checksum (`table.checksum`, computed alike on both sides) with what was read.
+5. In one PostgreSQL transaction: lock T (ACCESS EXCLUSIVE, bounded by
+   `archive.lock_timeout_s`), check the partition's fingerprint is unchanged — a late row
+   written after step 2 would otherwise be dropped unarchived; if it changed, nothing is
+   dropped and the next round merges it — then insert the `archive_log` row and drop the
+   partition. The lock is held only for the fingerprint and the drop.
+
+A crash anywhere leaves either the partition (and maybe a committed cold copy, which step 1
+merges next time) or the log row and no partition: nothing lost, nothing doubled. A failure
+at any step leaves the partition in PostgreSQL, logs the reason, counts it in
+`tickvault_archive_failures_total`, and the next round retries. One roller runs at a time
+across replicas (a session advisory lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.expressions import BooleanExpression
+from pyiceberg.table import Table
+
+from tickvault import metrics
+from tickvault.archive import hot, table
+from tickvault.archive.hot import NativePartitions, Partition, PartitionChanged
+from tickvault.errors import TickvaultError
+from tickvault.settings import Settings
+from tickvault.store import db, partitions
+from tickvault.store.schema import TIME_TABLES, TimeTable
+
+log = logging.getLogger(__name__)
+ROLL_LOCK_KEY: Final = 0x7476_636F_6C64  # "tvcold": one roller at a time across replicas
+
+
+class VerifyFailed(TickvaultError):
+    """What the cold table holds for a range differs from the partition that was written."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    partition: Partition
+    status: str  # "rolled", "would roll", "failed", "changed"
+    rows: int = 0
+    files: int = 0
+    bytes: int = 0
+    checksum: str = ""
+    merged_rows: int = 0
+    reason: str = ""
+
+
+def cutoff(
+    settings: Settings, older_than_s: int | None = None, now: dt.datetime | None = None
+) -> dt.datetime:
+    """Partitions ending at or before this instant are rolled."""
+    age_s = settings.archive.hot_retention_s if older_than_s is None else older_than_s
+    return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=age_s)
+
+
+async def roll(
+    settings: Settings, *, older_than_s: int | None = None, tables: Sequence[str] = (), dry_run: bool = False
+) -> list[Outcome] | None:
+    """Roll every partition of `tables` (default: klines, fills, order_events) that ends
+    before now - `older_than_s` (default `archive.hot_retention`). None when another roller
+    holds the lock. Raises StoreError when PostgreSQL cannot be reached."""
+    metrics.ARCHIVE_RUNS.inc()
+    pg = settings.postgres
+    conn = await db.retrying(pg, "roll partitions", lambda: _connect(settings))
+    try:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", ROLL_LOCK_KEY):
+            log.info("another roller holds the lock; not rolling now")
+            return None
+        try:
+            return await _roll_all(conn, settings, cutoff(settings, older_than_s), tables, dry_run)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", ROLL_LOCK_KEY)
+    except db.DRIVER_ERRORS as exc:
+        raise db.translate(exc) from exc
+    finally:
+        await conn.close()
+
+
+async def _connect(settings: Settings) -> asyncpg.Connection:
+    pg = settings.postgres
+    return await asyncpg.connect(
+        pg.dsn.get_secret_value(), timeout=pg.connect_timeout_s, server_settings=db.SERVER_SETTINGS
+    )
+
+
+async def _roll_all(
+    conn: asyncpg.Connection, settings: Settings, before: dt.datetime, tables: Sequence[str], dry_run: bool
+) -> list[Outcome]:
+    schema = settings.postgres.schema_name
+    found = await partitions.detect(conn, schema, settings.postgres.partition_interval_days, 0)
+    if not isinstance(found, partitions.NativePartitioner):
+        log.warning("TimescaleDB chunks are not rolled yet; nothing to do")
+        return []
+    hot_side = NativePartitions(schema, settings.postgres.partition_interval_days)
+    outcomes: list[Outcome] = []
+    catalog: SqlCatalog | None = None
+    try:
+        for t in TIME_TABLES:
+            if tables and t.name not in tables:
+                continue
+            if dry_run:
+                outcomes += await _dry_run(conn, hot_side, t, before)
+                continue
+            todo = await hot_side.old(conn, t, before)
+            if todo and catalog is None:
+                catalog = await asyncio.to_thread(table.open_catalog, settings)
+            for partition in todo:
+                assert catalog is not None
+                outcomes.append(await _roll_logged(conn, settings, catalog, hot_side, partition))
+    finally:
+        await asyncio.to_thread(table.close_catalog, catalog)
+    return outcomes
+
+
+async def _dry_run(
+    conn: asyncpg.Connection, hot_side: NativePartitions, t: TimeTable, before: dt.datetime
+) -> list[Outcome]:
+    out = []
+    for partition in await hot_side.old(conn, t, before, adopt=False):
+        rows = await conn.fetchval(f"SELECT count(*) FROM {hot_side.schema}.{partition.name}")  # noqa: S608
+        out.append(Outcome(partition, "would roll", rows=rows))
+    return out
+
+
+async def _roll_logged(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    catalog: SqlCatalog,
+    hot_side: NativePartitions,
+    p: Partition,
+) -> Outcome:
+    started = time.monotonic()
+    name = f"{p.name} [{p.start:%Y-%m-%dT%H:%M}Z, {p.end:%Y-%m-%dT%H:%M}Z)"
+    try:
+        outcome = await _roll_one(conn, settings, catalog, hot_side, p)
+    except PartitionChanged as exc:
+        log.info("not dropping %s: %s; the next round merges it", name, exc)
+        return Outcome(p, "changed", reason=str(exc))
+    except Exception as exc:  # any failure leaves the partition in PostgreSQL, to retry next round
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        log.error("rolling %s failed, partition kept, retried next round: %s", name, reason)
+        metrics.ARCHIVE_FAILURES.labels(p.table.name).inc()
+        return Outcome(p, "failed", reason=reason)
+    elapsed_s = time.monotonic() - started
+    log.info(
+        "rolled %s: %d rows (%d merged from the cold table), %d files, %d bytes, checksum %s, %.1f s",
+        name, outcome.rows, outcome.merged_rows, outcome.files, outcome.bytes, outcome.checksum, elapsed_s,
+    )  # fmt: skip
+    metrics.ARCHIVE_PARTITIONS.labels(p.table.name).inc()
+    metrics.ARCHIVE_ROWS.labels(p.table.name).inc(outcome.rows)
+    metrics.ARCHIVE_BYTES.labels(p.table.name).inc(outcome.bytes)
+    metrics.ARCHIVE_LAST_SUCCESS.set(time.time())
+    return outcome
+
+
+async def _roll_one(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    catalog: SqlCatalog,
+    hot_side: NativePartitions,
+    p: Partition,
+) -> Outcome:
+    schema = settings.postgres.schema_name
+    cols = await hot.columns(conn, schema, p.table.name)
+    arrow = table.arrow_schema(cols)
+    cold = await asyncio.to_thread(table.open_table, catalog, schema, p.table.name, p.table.time_column, cols)
+    where = table.time_range(p.table.time_column, p.start.isoformat(), p.end.isoformat())
+    earlier = await asyncio.to_thread(table.read, cold, where, arrow)
+    if earlier.num_rows:
+        await hot_side.ensure(conn, p)
+        await hot.reload(conn, schema, p.table, earlier)
+    data, seen = await hot.read(conn, schema, p, cols)
+    files = size = 0
+    digest, snapshot_id = table.checksum(data), None
+    if data.num_rows or earlier.num_rows:
+        data = table.sort(data, p.table.name)
+        snapshot_id = await asyncio.to_thread(table.overwrite, cold, data, where)
+        digest = await asyncio.to_thread(_verify, cold, where, arrow, snapshot_id, data)
+        files, size = await asyncio.to_thread(table.files_in, cold, where, snapshot_id)
+    await _drop(conn, settings, hot_side, p, seen, (files, data.num_rows, size, digest, snapshot_id))
+    return Outcome(p, "rolled", data.num_rows, files, size, digest, earlier.num_rows)
+
+
+def _verify(cold: Table, where: BooleanExpression, arrow: pa.Schema, snapshot_id: int, data: pa.Table) -> str:
+    """The checksum of `data`, once the committed snapshot is shown to hold exactly it."""
+    back = table.read(cold, where, arrow, snapshot_id)
+    want = table.checksum(data)
+    if back.num_rows != data.num_rows:
+        raise VerifyFailed(
+            f"the cold table holds {back.num_rows} rows for the range, {data.num_rows} were written"
+        )
+    got = table.checksum(back)
+    if got != want:
+        raise VerifyFailed(f"checksum of the committed rows {got} differs from the partition's {want}")
+    return want
+
+
+async def _drop(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    hot_side: NativePartitions,
+    p: Partition,
+    seen: str,
+    logged: tuple[int, int, int, str, int | None],
+) -> None:
+    schema = settings.postgres.schema_name
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{int(settings.archive.lock_timeout_s * 1000)}ms'")
+        await conn.execute(f"LOCK TABLE {schema}.{p.table.name} IN ACCESS EXCLUSIVE MODE")
+        now = await hot.fingerprint(conn, schema, p)
+        if now != seen:
+            raise PartitionChanged(f"rows changed since the read ({seen} → {now})")
+        await conn.execute(
+            f"INSERT INTO {schema}.archive_log (table_name, range_start, range_end, files, rows, bytes, "  # noqa: S608
+            "checksum, snapshot_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            p.table.name, p.start, p.end, *logged,
+        )  # fmt: skip
+        await hot_side.drop(conn, p)
+
+
+async def history(settings: Settings, limit: int = 1000) -> list[asyncpg.Record]:
+    """The newest `archive_log` rows, newest first."""
+    conn = await db.retrying(settings.postgres, "read the archive log", lambda: _connect(settings))
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT table_name, range_start, range_end, files, rows, bytes, checksum, snapshot_id, "  # noqa: S608
+            f"written_at FROM {settings.postgres.schema_name}.archive_log "
+            "ORDER BY written_at DESC, id DESC LIMIT $1",
+            limit,
+        )
+    except db.DRIVER_ERRORS as exc:
+        raise db.translate(exc) from exc
+    finally:
+        await conn.close()
+    return rows

@@ -1,0 +1,187 @@
+"""The cold tables: one Apache Iceberg table per time table, its columns, and the checksum.
+
+Layout. The catalog is pyiceberg's SQL catalog, its two tables (`iceberg_tables`,
+`iceberg_namespace_properties`) kept in the tickvault schema of the same PostgreSQL database;
+the namespace is the schema's name, the tables `klines`, `fills`, `order_events`. Data and
+metadata files live under `archive.root` (`<root>/<schema>/<table>/{data,metadata}`).
+Columns are the PostgreSQL table's columns except the bookkeeping `ingested_at`, with exact
+types: text → string, numeric → decimal(38, 18) (ingest refuses what it cannot hold),
+timestamptz → timestamptz (UTC microseconds), bigint → long, boolean → boolean, uuid →
+string. Each table is partitioned by day of its time column; rows are sorted by the table's
+key and Parquet row groups hold at most ROW_GROUP_ROWS rows (zstd), so a one-symbol read
+skips most row groups by their statistics.
+
+Everything here is synchronous (pyiceberg is): the roller calls it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, LessThan
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.table.sorting import SortField, SortOrder
+from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.types import (
+    BooleanType,
+    DecimalType,
+    IcebergType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+from sqlalchemy.engine import make_url
+
+from tickvault.decimals import COLD_PRECISION, COLD_SCALE
+from tickvault.settings import Settings
+
+ROW_GROUP_ROWS: Final = 14_000
+CATALOG_NAME: Final = "tickvault"
+# the table's key, the sort order of its rows (symbol early: one-symbol reads skip row groups)
+SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "klines": ("exchange", "symbol", "interval", "open_time"),
+    "fills": ("exchange", "symbol", "fill_id", "ts"),
+    "order_events": ("exchange", "order_id", "updated_at", "event_hash"),
+}
+_NULL: Final = "\\N"
+_SEPARATOR: Final = "\x1f"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "text", "decimal", "time", "bigint" or "bool"
+
+
+_ARROW: Final[dict[str, pa.DataType]] = {
+    "text": pa.string(),
+    "decimal": pa.decimal128(COLD_PRECISION, COLD_SCALE),
+    "time": pa.timestamp("us", tz="UTC"),
+    "bigint": pa.int64(),
+    "bool": pa.bool_(),
+}
+_ICEBERG: Final[dict[str, IcebergType]] = {
+    "text": StringType(),
+    "decimal": DecimalType(COLD_PRECISION, COLD_SCALE),
+    "time": TimestamptzType(),
+    "bigint": LongType(),
+    "bool": BooleanType(),
+}
+
+
+def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
+    return pa.schema([pa.field(c.name, _ARROW[c.kind]) for c in columns])
+
+
+def root_url(root: str) -> str:
+    """`archive.root` as a URL pyiceberg's file IO takes: file:///abs/path or s3://…"""
+    return root if "://" in root else "file://" + os.path.abspath(root)
+
+
+def open_catalog(settings: Settings) -> SqlCatalog:
+    """The SQL catalog in the tickvault schema (its tables are created on first use).
+    Raises what SQLAlchemy raises when PostgreSQL cannot be reached."""
+    url = make_url(settings.postgres.dsn.get_secret_value()).set(drivername="postgresql+psycopg")
+    url = url.update_query_dict({"options": f"-csearch_path={settings.postgres.schema_name}"})
+    return SqlCatalog(
+        CATALOG_NAME,
+        uri=url.render_as_string(hide_password=False),
+        warehouse=root_url(settings.archive.root),
+        init_catalog_tables="true",
+    )
+
+
+def close_catalog(catalog: SqlCatalog | None) -> None:
+    """Close the catalog's connections (SQLAlchemy keeps a pool of them)."""
+    if catalog is not None:
+        catalog.engine.dispose()
+
+
+def open_table(
+    catalog: SqlCatalog, namespace: str, name: str, time_column: str, columns: Sequence[Column]
+) -> Table:
+    """The cold table, created when missing. Raises OSError when the root is unwritable."""
+    catalog.create_namespace_if_not_exists(namespace)
+    fields = [NestedField(i + 1, c.name, _ICEBERG[c.kind], required=False) for i, c in enumerate(columns)]
+    ids = {c.name: i + 1 for i, c in enumerate(columns)}
+    day = DayTransform()  # type: ignore[var-annotated]
+    spec = PartitionSpec(PartitionField(ids[time_column], 1000, day, f"{time_column}_day"))
+    order = SortOrder(*(SortField(source_id=ids[k], transform=IdentityTransform()) for k in SORT_KEYS[name]))
+    return catalog.create_table_if_not_exists(
+        f"{namespace}.{name}",
+        schema=Schema(*fields),
+        partition_spec=spec,
+        sort_order=order,
+        properties={
+            "write.parquet.compression-codec": "zstd",
+            "write.parquet.row-group-limit": str(ROW_GROUP_ROWS),
+        },
+    )
+
+
+def time_range(column: str, start_iso: str, end_iso: str) -> BooleanExpression:
+    """[start, end) on the time column, as an Iceberg filter."""
+    return And(GreaterThanOrEqual(term=column, value=start_iso), LessThan(term=column, value=end_iso))
+
+
+def sort(data: pa.Table, name: str) -> pa.Table:
+    return data.sort_by([(k, "ascending") for k in SORT_KEYS[name]])
+
+
+def overwrite(table: Table, data: pa.Table, where: BooleanExpression) -> int:
+    """Replace the rows matching `where` by `data` in one atomic commit (one snapshot update:
+    a repeated or resumed roll replaces instead of adding); returns the new snapshot id."""
+    with warnings.catch_warnings():
+        # an overwrite of a range the cold table does not hold yet deletes nothing: expected
+        warnings.filterwarnings("ignore", "Delete operation did not match any records")
+        table.overwrite(data, overwrite_filter=where)
+    snapshot = table.current_snapshot()
+    assert snapshot is not None  # just committed
+    return snapshot.snapshot_id
+
+
+def read(
+    table: Table, where: BooleanExpression, schema: pa.Schema, snapshot_id: int | None = None
+) -> pa.Table:
+    """The rows matching `where` (at `snapshot_id`, default the current snapshot), cast to
+    `schema` (pyiceberg hands out large strings)."""
+    if table.current_snapshot() is None:
+        return schema.empty_table()
+    scan = table.scan(row_filter=where, snapshot_id=snapshot_id)
+    return scan.to_arrow().select(schema.names).cast(schema)
+
+
+def files_in(table: Table, where: BooleanExpression, snapshot_id: int) -> tuple[int, int]:
+    """(data files, bytes) that a scan of `where` at `snapshot_id` reads."""
+    tasks = list(table.scan(row_filter=where, snapshot_id=snapshot_id).plan_files())
+    return len(tasks), sum(t.file.file_size_in_bytes for t in tasks)
+
+
+def checksum(data: pa.Table) -> str:
+    """An order-independent checksum of the rows: the sum mod 2**64 of a 64-bit BLAKE2b of each
+    row's canonical text (columns joined by 0x1F, nulls as \\N, times as epoch microseconds,
+    decimals at the table's fixed scale), as 16 hex digits. Computed on the Arrow form, so the
+    hot partition and the committed cold rows are hashed alike. Duplicate rows count twice."""
+    if data.num_rows == 0:
+        return f"{0:016x}"
+    texts = []
+    for column in data.columns:
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        texts.append(pc.fill_null(column.cast(pa.string()), _NULL))
+    joined = pc.binary_join_element_wise(*texts, _SEPARATOR)
+    total = 0
+    for row in joined.to_pylist():
+        total += int.from_bytes(hashlib.blake2b(row.encode(), digest_size=8).digest(), "big")
+    return f"{total % 2**64:016x}"
