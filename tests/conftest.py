@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,7 +20,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from tests.helpers import Daemon, KafkaBroker, TestEnv, private_postgres
+from tests.helpers import Daemon, KafkaBroker, TestEnv, free_port, private_postgres
 from tickvault.settings import Settings
 
 ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -95,6 +99,39 @@ async def daemon(env: TestEnv) -> AsyncIterator[Daemon]:
     d = Daemon(env)
     yield d
     await d.stop_all()
+
+
+S3_BUCKETS = ("tansu", "tickvault-archive")  # a restartable broker's data; cold tiers
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local S3 API (moto's server) with the buckets S3_BUCKETS, for the session."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        for bucket in S3_BUCKETS:
+            while True:
+                try:
+                    request = urllib.request.Request(f"{endpoint}/{bucket}", method="PUT")
+                    urllib.request.urlopen(request, timeout=2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -173,6 +173,37 @@ async def test_roll_moves_old_days_to_the_cold_table_exactly_once(env: TestEnv, 
     assert await everything(env, settings) == before
 
 
+async def test_roll_to_s3_keeps_every_row_and_writes_the_files_there(env: TestEnv, s3_endpoint: str) -> None:
+    settings = env.settings(
+        postgres={"timescale": "off", "partition_interval_days": 1, "partitions_ahead": 0},
+        archive={
+            "root": f"s3://tickvault-archive/{env.schema}", "hot_retention": "2d",
+            "s3_endpoint": s3_endpoint, "s3_region": "us-east-1",
+            "s3_access_key_id": "test", "s3_secret_access_key": "secret-key-never-logged",
+        },
+    )  # fmt: skip
+    await load(settings)
+    before = await everything_hot(env)
+    outcomes = await roll(settings)
+    assert len(outcomes) == 9 and {o.status for o in outcomes} == {"rolled"}
+    assert await everything(env, settings) == before
+    # <root>/<schema>/<table>/data: the root is s3://tickvault-archive/<schema>
+    objects = s3_keys(s3_endpoint, "tickvault-archive", f"{env.schema}/{env.schema}/klines/data/")
+    assert objects and all(key.endswith(".parquet") for key in objects)
+    assert "secret-key-never-logged" not in repr(settings) + str(settings.model_dump())
+
+
+def s3_keys(endpoint: str, bucket: str, prefix: str) -> list[str]:
+    import boto3  # moto's own dependency: only the tests read the bucket this way
+
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )  # fmt: skip
+    listing = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
 async def everything_hot(env: TestEnv) -> dict[str, list[tuple[Any, ...]]]:
     return {
         name: normal(await hot_rows(env, name, columns))

@@ -99,7 +99,27 @@ def open_catalog(settings: Settings) -> SqlCatalog:
         uri=url.render_as_string(hide_password=False),
         warehouse=root_url(settings.archive.root),
         init_catalog_tables="true",
+        **s3_properties(settings),
     )
+
+
+def s3_properties(settings: Settings) -> dict[str, str]:
+    """pyiceberg's file IO properties for an `s3://` root: the endpoint, region and keys that
+    are set (what is not set comes from the standard AWS variables and files, as the AWS SDK
+    under pyarrow's S3 filesystem reads them). Secrets go to the file IO only."""
+    archive = settings.archive
+    if not archive.root.startswith("s3://"):
+        return {}
+    props = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"}
+    for key, value in (
+        ("s3.endpoint", archive.s3_endpoint),
+        ("s3.region", archive.s3_region),
+        ("s3.access-key-id", archive.s3_access_key_id),
+        ("s3.secret-access-key", archive.s3_secret_access_key),
+    ):
+        if value is not None:
+            props[key] = value if isinstance(value, str) else value.get_secret_value()
+    return props
 
 
 def close_catalog(catalog: SqlCatalog | None) -> None:
