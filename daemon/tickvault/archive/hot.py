@@ -222,7 +222,9 @@ async def _reload_events(conn: asyncpg.Connection, schema: str, cold: pa.Table) 
     names = cold.schema.names
     cols = ", ".join(f'"{n}"' for n in names)
     await conn.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS tv_reload_events (LIKE {schema}.order_events) ON COMMIT DELETE ROWS"
+        # with its defaults: the cold rows carry no ingested_at, which is NOT NULL DEFAULT now()
+        f"CREATE TEMP TABLE IF NOT EXISTS tv_reload_events (LIKE {schema}.order_events INCLUDING DEFAULTS) "
+        "ON COMMIT DELETE ROWS"
     )
     await conn.copy_records_to_table("tv_reload_events", records=_records(cold, names), columns=names)
     await conn.execute(

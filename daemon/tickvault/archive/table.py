@@ -200,8 +200,7 @@ def checksum(data: pa.Table) -> str:
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.int64())
         texts.append(pc.fill_null(column.cast(pa.string()), _NULL))
-    joined = pc.binary_join_element_wise(*texts, _SEPARATOR)
-    total = 0
-    for row in joined.to_pylist():
-        total += int.from_bytes(hashlib.blake2b(row.encode(), digest_size=8).digest(), "big")
+    joined = pc.binary_join_element_wise(*texts, _SEPARATOR).cast(pa.binary())  # UTF-8 bytes
+    blake2b = hashlib.blake2b
+    total = sum(int.from_bytes(blake2b(row, digest_size=8).digest(), "big") for row in joined.to_pylist())
     return f"{total % 2**64:016x}"
