@@ -65,6 +65,16 @@ ARCHIVE_FAILURES = Counter(
     "Partitions whose roll failed and were left for the next round, by table",
     ["table"],
 )  # fmt: skip
+ARCHIVE_SWEPT_FILES = Counter(
+    "tickvault_archive_swept_files_total",
+    "Cold files deleted after the snapshot retention: of expired snapshots or killed writes, by table",
+    ["table"],
+)
+ARCHIVE_SWEEP_FAILURES = Counter(
+    "tickvault_archive_sweep_failures_total",
+    "Snapshot expiries / file sweeps of a cold table that failed (retried next round), by table",
+    ["table"],
+)
 ARCHIVE_LAST_SUCCESS = Gauge(
     "tickvault_archive_last_success_timestamp_seconds", "Unix time of the last partition rolled"
 )

@@ -208,13 +208,14 @@ class ArchiveSettings(_Section):
     root: str = "./tickvault-archive"
     interval_s: float = Field(3600.0, gt=0)
     hot_retention: str = "7d"
+    snapshot_retention: str = "1d"
     lock_timeout_s: float = Field(5.0, gt=0)
     s3_endpoint: str | None = None
     s3_region: str | None = None
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
 
-    @field_validator("hot_retention")
+    @field_validator("hot_retention", "snapshot_retention")
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration_s(value)
@@ -233,6 +234,10 @@ class ArchiveSettings(_Section):
     @property
     def hot_retention_s(self) -> int:
         return parse_duration_s(self.hot_retention)
+
+    @property
+    def snapshot_retention_s(self) -> int:
+        return parse_duration_s(self.snapshot_retention)
 
 
 class Settings(BaseSettings):

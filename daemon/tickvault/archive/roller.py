@@ -22,6 +22,10 @@ merges next time) or the log row and no partition: nothing lost, nothing doubled
 at any step leaves the partition in PostgreSQL, logs the reason, counts it in
 `tickvault_archive_failures_total`, and the next round retries. One roller runs at a time
 across replicas (a session advisory lock).
+
+After the partitions, still under that lock, each cold table's old snapshots are expired
+and the files no kept snapshot references are swept (`sweep`, after
+`archive.snapshot_retention`); a failure there is logged and counted, never fails the roll.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table
 
 from tickvault import metrics
-from tickvault.archive import hot, table
+from tickvault.archive import hot, sweep, table
 from tickvault.archive.hot import NativePartitions, Partition, PartitionChanged
 from tickvault.errors import TickvaultError
 from tickvault.settings import Settings
@@ -77,11 +81,18 @@ def cutoff(
 
 
 async def roll(
-    settings: Settings, *, older_than_s: int | None = None, tables: Sequence[str] = (), dry_run: bool = False
+    settings: Settings,
+    *,
+    older_than_s: int | None = None,
+    tables: Sequence[str] = (),
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
 ) -> list[Outcome] | None:
     """Roll every partition of `tables` (default: klines, fills, order_events) that ends
-    before now - `older_than_s` (default `archive.hot_retention`). None when another roller
-    holds the lock. Raises StoreError when PostgreSQL cannot be reached."""
+    before now - `older_than_s` (default `archive.hot_retention`), then expire and sweep
+    their cold tables (not on a dry run). `now` (UTC, default the clock) is the instant both
+    retentions count back from. None when another roller holds the lock. Raises StoreError
+    when PostgreSQL cannot be reached."""
     metrics.ARCHIVE_RUNS.inc()
     pg = settings.postgres
     conn = await db.retrying(pg, "roll partitions", lambda: _connect(settings))
@@ -90,7 +101,11 @@ async def roll(
             log.info("another roller holds the lock; not rolling now")
             return None
         try:
-            return await _roll_all(conn, settings, cutoff(settings, older_than_s), tables, dry_run)
+            now = now or dt.datetime.now(dt.UTC)
+            outcomes = await _roll_all(conn, settings, cutoff(settings, older_than_s, now), tables, dry_run)
+            if not dry_run:
+                await _upkeep(settings, tables, now)
+            return outcomes
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", ROLL_LOCK_KEY)
     except db.DRIVER_ERRORS as exc:
@@ -135,6 +150,45 @@ async def _roll_all(
     return outcomes
 
 
+async def _upkeep(settings: Settings, tables: Sequence[str], now: dt.datetime) -> None:
+    """Expire and sweep each existing cold table; failures are logged and counted only."""
+    names = [t.name for t in TIME_TABLES if not tables or t.name in tables]
+    catalog: SqlCatalog | None = None
+    try:
+        catalog = await asyncio.to_thread(table.open_catalog, settings)
+        for name in names:
+            await _upkeep_one(settings, catalog, name, now)
+    except Exception as exc:  # the catalog itself: counted against every table, retried next round
+        log.error("cold table upkeep failed, retried next round: %s", _reason(exc))
+        for name in names:
+            metrics.ARCHIVE_SWEEP_FAILURES.labels(name).inc()
+    finally:
+        await asyncio.to_thread(table.close_catalog, catalog)
+
+
+async def _upkeep_one(settings: Settings, catalog: SqlCatalog, name: str, now: dt.datetime) -> None:
+    identifier = f"{settings.postgres.schema_name}.{name}"
+    try:
+        if not await asyncio.to_thread(catalog.table_exists, identifier):
+            return
+        cold = await asyncio.to_thread(catalog.load_table, identifier)
+        retention_s = settings.archive.snapshot_retention_s
+        swept = await asyncio.to_thread(sweep.expire_and_sweep, cold, retention_s, now)
+    except Exception as exc:  # never fails the roll: the next round tries again
+        log.error("expiring/sweeping cold table %s failed, retried next round: %s", name, _reason(exc))
+        metrics.ARCHIVE_SWEEP_FAILURES.labels(name).inc()
+        return
+    log.info(
+        "cold table %s: %d snapshots expired, %d kept; %d unreferenced files deleted, %d files kept",
+        name, swept.expired_snapshots, swept.kept_snapshots, swept.deleted_files, swept.kept_files,
+    )  # fmt: skip
+    metrics.ARCHIVE_SWEPT_FILES.labels(name).inc(swept.deleted_files)
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
+
 async def _dry_run(
     conn: asyncpg.Connection, hot_side: NativePartitions, t: TimeTable, before: dt.datetime
 ) -> list[Outcome]:
@@ -160,7 +214,7 @@ async def _roll_logged(
         log.info("not dropping %s: %s; the next round merges it", name, exc)
         return Outcome(p, "changed", reason=str(exc))
     except Exception as exc:  # any failure leaves the partition in PostgreSQL, to retry next round
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        reason = _reason(exc)
         log.error("rolling %s failed, partition kept, retried next round: %s", name, reason)
         metrics.ARCHIVE_FAILURES.labels(p.table.name).inc()
         return Outcome(p, "failed", reason=reason)
