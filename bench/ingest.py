@@ -55,8 +55,10 @@ import asyncpg
 import redis.asyncio as aioredis
 
 import peers
+import runner
 import steady
 from kafka_side import KafkaSide
+from runner import BenchError
 from tickvault.codecs import native
 from tickvault.errors import TickvaultError
 from tickvault.records import RECORD_TYPES
@@ -84,10 +86,6 @@ CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 
 
 Rows = dict[str, list[tuple[Any, ...]]]  # table → prebuilt rows
-
-
-class BenchError(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------- workload
@@ -918,25 +916,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    bench = Bench(parse_args(argv))
-    signal.signal(signal.SIGTERM, _interrupt)
-    code = 0
-    try:
-        asyncio.run(bench.main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
-    except (BenchError, TickvaultError, asyncpg.PostgresError, aioredis.RedisError, OSError) as exc:
-        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        asyncio.run(bench.cleanup())
-    return code
+    return runner.run(
+        Bench(parse_args(argv)), (TickvaultError, asyncpg.PostgresError, aioredis.RedisError, OSError)
+    )
 
 
 if __name__ == "__main__":

@@ -22,13 +22,11 @@ error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import io
 import random
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -41,6 +39,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pyarrow.parquet as pq
 
+import runner
+from runner import BenchError
 from tickvault.archive import hot, roller, table
 from tickvault.errors import TickvaultError
 from tickvault.records import RECORD_TYPES
@@ -162,10 +162,6 @@ def print_results(
         print(f"  {key:<{width}}  {value}")
 
 
-class BenchError(Exception):
-    """The bench's own checks failed (a row count differs)."""
-
-
 @dataclass
 class Bench:
     args: argparse.Namespace
@@ -251,25 +247,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    bench = Bench(parse_args(argv))
-    signal.signal(signal.SIGTERM, _interrupt)
-    code = 0
-    try:
-        asyncio.run(bench.main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
-    except (BenchError, TickvaultError, asyncpg.PostgresError, OSError) as exc:
-        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        asyncio.run(bench.cleanup())
-    return code
+    return runner.run(Bench(parse_args(argv)), (TickvaultError, asyncpg.PostgresError, OSError))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""What every benchmark script shares: its error, and running it to the end whatever happens
+(SIGTERM and Ctrl-C included) with its scratch database and streams cleaned up."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+
+class BenchError(Exception):
+    """The benchmark could not measure what it promised (e.g. a row count does not match)."""
+
+
+class Bench(Protocol):
+    def main(self) -> Coroutine[Any, Any, None]: ...
+
+    def cleanup(self) -> Coroutine[Any, Any, None]: ...
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(bench: Bench, failures: tuple[type[BaseException], ...]) -> int:
+    """Run `bench.main()`, then always `bench.cleanup()`; the exit code: 0, 1 after one of
+    `failures` (printed in one line), 130 after SIGTERM or Ctrl-C."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    caught: tuple[type[BaseException], ...] = (BenchError, *failures)
+    code = 0
+    try:
+        asyncio.run(bench.main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except caught as exc:
+        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        asyncio.run(bench.cleanup())
+    return code
