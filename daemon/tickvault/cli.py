@@ -293,7 +293,7 @@ def _parser() -> argparse.ArgumentParser:
     query_command.add_arguments(query)
     query.set_defaults(handler=query_command.run)
     arc = sub.add_parser(
-        "archive", parents=[common], help="roll old partitions to the cold tier (Iceberg/Parquet), or --list",
+        "archive", parents=[common], help="roll old partitions to the cold tier; --list, --verify",
         description="Write each partition of klines, fills and order_events that ends before now minus "
         "archive.hot_retention to the cold tier, read it back and check it, then drop it from PostgreSQL. "
         "See 'Cold tier' in the README.",

@@ -75,6 +75,12 @@ ARCHIVE_SWEEP_FAILURES = Counter(
     "Snapshot expiries / file sweeps of a cold table that failed (retried next round), by table",
     ["table"],
 )
+ARCHIVE_COLD_CHECK_FAILURES = Counter(
+    "tickvault_archive_cold_check_failures_total",
+    "Rolled ranges whose cold files were missing, unreadable or differed from the archive log "
+    "(found by `tickvault archive --verify` or before a merge), by table",
+    ["table"],
+)
 ARCHIVE_LAST_SUCCESS = Gauge(
     "tickvault_archive_last_success_timestamp_seconds", "Unix time of the last partition rolled"
 )

@@ -45,7 +45,7 @@ from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table
 
 from tickvault import metrics
-from tickvault.archive import hot, sweep, table
+from tickvault.archive import hot, scrub, sweep, table
 from tickvault.archive.hot import NativePartitions, Partition, PartitionChanged
 from tickvault.errors import TickvaultError
 from tickvault.settings import Settings
@@ -94,8 +94,7 @@ async def roll(
     retentions count back from. None when another roller holds the lock. Raises StoreError
     when PostgreSQL cannot be reached."""
     metrics.ARCHIVE_RUNS.inc()
-    pg = settings.postgres
-    conn = await db.retrying(pg, "roll partitions", lambda: _connect(settings))
+    conn = await db.connect(settings.postgres, "roll partitions")
     try:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", ROLL_LOCK_KEY):
             log.info("another roller holds the lock; not rolling now")
@@ -112,13 +111,6 @@ async def roll(
         raise db.translate(exc) from exc
     finally:
         await conn.close()
-
-
-async def _connect(settings: Settings) -> asyncpg.Connection:
-    pg = settings.postgres
-    return await asyncpg.connect(
-        pg.dsn.get_secret_value(), timeout=pg.connect_timeout_s, server_settings=db.SERVER_SETTINGS
-    )
 
 
 async def _roll_all(
@@ -244,6 +236,7 @@ async def _roll_one(
     where = table.time_range(p.table.time_column, p.start.isoformat(), p.end.isoformat())
     earlier = await asyncio.to_thread(table.read, cold, where, arrow)
     if earlier.num_rows:
+        await _check_logged(conn, schema, cold, where, p, earlier)
         await hot_side.ensure(conn, p)
         await hot.reload(conn, schema, p.table, earlier)
     data, seen = await hot.read(conn, schema, p, cols)
@@ -256,6 +249,21 @@ async def _roll_one(
         files, size = await asyncio.to_thread(table.files_in, cold, where, snapshot_id)
     await _drop(conn, settings, hot_side, p, seen, (files, data.num_rows, size, digest, snapshot_id))
     return Outcome(p, "rolled", data.num_rows, files, size, digest, earlier.num_rows)
+
+
+async def _check_logged(
+    conn: asyncpg.Connection, schema: str, cold: Table, where: BooleanExpression, p: Partition, rows: pa.Table
+) -> None:
+    """Before cold rows of a rolled range are merged back: they must be what the roll that
+    logged the range verified (unless the range was committed again since). Raises
+    ColdDataCorrupt, so the partition stays hot and the damage is reported, not merged."""
+    for logged in await scrub.logged_ranges(conn, schema, [p.table.name]):
+        if (logged.start, logged.end) != (p.start, p.end):
+            continue
+        check = await asyncio.to_thread(scrub.judge, cold, where, rows, logged)
+        if check.status == "corrupt":
+            metrics.ARCHIVE_COLD_CHECK_FAILURES.labels(p.table.name).inc()
+            raise scrub.ColdDataCorrupt(f"cold rows of the range differ from the archive log: {check.reason}")
 
 
 def _verify(cold: Table, where: BooleanExpression, arrow: pa.Schema, snapshot_id: int, data: pa.Table) -> str:
@@ -297,7 +305,7 @@ async def _drop(
 
 async def history(settings: Settings, limit: int = 1000) -> list[asyncpg.Record]:
     """The newest `archive_log` rows, newest first."""
-    conn = await db.retrying(settings.postgres, "read the archive log", lambda: _connect(settings))
+    conn = await db.connect(settings.postgres, "read the archive log")
     try:
         rows: list[asyncpg.Record] = await conn.fetch(
             "SELECT table_name, range_start, range_end, files, rows, bytes, checksum, snapshot_id, "  # noqa: S608

@@ -25,11 +25,15 @@ from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, LessThan
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import ArrowScan
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import DataScan, FileScanTask, Table
 from pyiceberg.table.sorting import SortField, SortOrder
 from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import (
@@ -41,9 +45,11 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
+from pyiceberg.utils.concurrent import ExecutorFactory
 from sqlalchemy.engine import make_url
 
 from tickvault.decimals import COLD_PRECISION, COLD_SCALE
+from tickvault.errors import TickvaultError
 from tickvault.settings import Settings
 
 ROW_GROUP_ROWS: Final = 14_000
@@ -56,6 +62,7 @@ SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
 }
 _NULL: Final = "\\N"
 _SEPARATOR: Final = "\x1f"
+_DELETED: Final = 2  # a manifest entry's status: the file was removed in that snapshot
 
 
 @dataclass(frozen=True)
@@ -171,15 +178,76 @@ def overwrite(table: Table, data: pa.Table, where: BooleanExpression) -> int:
     return snapshot.snapshot_id
 
 
+class ColdFileError(TickvaultError):
+    """A data file of a cold table is missing, has another size or row count than the table's
+    metadata records, or does not parse as Parquet. The message names the file."""
+
+
 def read(
     table: Table, where: BooleanExpression, schema: pa.Schema, snapshot_id: int | None = None
 ) -> pa.Table:
     """The rows matching `where` (at `snapshot_id`, default the current snapshot), cast to
-    `schema` (pyiceberg hands out large strings)."""
+    `schema` (pyiceberg hands out large strings). Each data file is checked before it is read
+    (`check_file`) and read on its own, so a bad one is named. Raises ColdFileError."""
     if table.current_snapshot() is None:
         return schema.empty_table()
     scan = table.scan(row_filter=where, snapshot_id=snapshot_id)
-    return scan.to_arrow().select(schema.names).cast(schema)
+    tasks = list(scan.plan_files())
+    parts = list(ExecutorFactory.get_or_create().map(lambda task: _read_file(scan, task, schema), tasks))
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def _read_file(scan: DataScan, task: FileScanTask, schema: pa.Schema) -> pa.Table:
+    path = task.file.file_path
+    try:
+        check_file(scan.io, task.file)
+        rows = ArrowScan(scan.table_metadata, scan.io, scan.projection(), scan.row_filter).to_table([task])
+    except ColdFileError:
+        raise
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ColdFileError(f"cold data file {path} cannot be read: {reason}") from exc
+    return rows.select(schema.names).cast(schema)
+
+
+def check_file(io: FileIO, file: DataFile) -> None:
+    """That the data file exists with the size and the Parquet row count the table's metadata
+    (its manifest) records: a deleted, truncated, replaced or garbled file fails here, before
+    its rows are read. Costs a stat and a footer read. Raises ColdFileError naming the file,
+    OSError when the file system cannot be reached."""
+    path = file.file_path
+    source = io.new_input(path)
+    try:
+        size = len(source)
+    except FileNotFoundError:
+        raise ColdFileError(f"cold data file {path} is missing") from None
+    if size != file.file_size_in_bytes:
+        raise ColdFileError(
+            f"cold data file {path} is {size} bytes, the table's metadata records {file.file_size_in_bytes}"
+        )
+    try:
+        with source.open() as stream:
+            rows = pq.read_metadata(stream).num_rows
+    except pa.ArrowException as exc:
+        raise ColdFileError(f"cold data file {path} is not readable Parquet: {exc}") from exc
+    if rows != file.record_count:
+        raise ColdFileError(
+            f"cold data file {path} holds {rows} rows, the table's metadata records {file.record_count}"
+        )
+
+
+def live_files(table: Table, where: BooleanExpression) -> dict[str, int]:
+    """The data files a scan of `where` reads at the current snapshot, each with the id of the
+    snapshot that added it (Iceberg manifests keep it for files carried into later snapshots)."""
+    if table.current_snapshot() is None:
+        return {}
+    paths = {task.file.file_path for task in table.scan(row_filter=where).plan_files()}
+    entries = table.inspect.entries().select(["status", "snapshot_id", "data_file"]).to_pylist()
+    return {
+        e["data_file"]["file_path"]: e["snapshot_id"]
+        for e in entries
+        if e["status"] != _DELETED and e["data_file"]["file_path"] in paths
+    }
 
 
 def files_in(table: Table, where: BooleanExpression, snapshot_id: int) -> tuple[int, int]:

@@ -91,6 +91,19 @@ async def retrying(pg: PostgresSettings, what: str, op: Callable[[], Awaitable[T
             delay_s = min(delay_s * 2, pg.retry_max_backoff_s)
 
 
+async def connect(pg: PostgresSettings, what: str) -> asyncpg.Connection:
+    """One connection with tickvault's session settings, retrying a bounded number of times
+    while the server is unreachable (`what` names the work in the log)."""
+    conn: asyncpg.Connection = await retrying(
+        pg,
+        what,
+        lambda: asyncpg.connect(
+            pg.dsn.get_secret_value(), timeout=pg.connect_timeout_s, server_settings=SERVER_SETTINGS
+        ),
+    )
+    return conn
+
+
 async def create_pool(
     pg: PostgresSettings, init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 ) -> asyncpg.Pool:
