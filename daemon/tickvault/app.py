@@ -163,7 +163,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
     _install_signals(stop)
     async with contextlib.AsyncExitStack() as stack:
         if settings.postgres.migrate_on_start:
-            await migrate.upgrade(settings.postgres)
+            await migrate.upgrade(settings.postgres, settings=settings)
         store = await stack.enter_async_context(Store(settings.postgres, writer=True))
         source = await stack.enter_async_context(build_source(settings))
         pipeline = Pipeline(source, store, build_routes(settings), pipeline_config(settings), health)

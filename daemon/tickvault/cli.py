@@ -77,7 +77,7 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.downgrade:
         await migrate.downgrade(settings.postgres, args.downgrade)
     else:
-        await migrate.upgrade(settings.postgres, args.revision)
+        await migrate.upgrade(settings.postgres, args.revision, settings)
     print(f"schema {settings.postgres.schema_name}: {args.downgrade or args.revision}")
     return 0
 

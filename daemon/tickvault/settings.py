@@ -240,6 +240,45 @@ class ArchiveSettings(_Section):
         return parse_duration_s(self.snapshot_retention)
 
 
+# kline intervals a continuous aggregate of the 1m series can have: fixed widths, in minutes
+AGGREGATE_INTERVAL_MIN: Final = {
+    "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360,
+    "8h": 480, "12h": 720, "1d": 1440, "3d": 4320, "1w": 10080,
+}  # fmt: skip
+
+
+class TimescaleSettings(_Section):
+    """TimescaleDB features, applied by `tickvault migrate` (and at start) where the time
+    tables are hypertables (`postgres.timescale`); native partitions ignore them."""
+
+    compress_after: str = "off"
+    kline_aggregates: tuple[str, ...] = ()
+
+    @field_validator("compress_after")
+    @classmethod
+    def _compress_after(cls, value: str) -> str:
+        if value.strip().lower() not in ("", "off"):
+            parse_duration_s(value)
+        return value
+
+    @field_validator("kline_aggregates")
+    @classmethod
+    def _aggregates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in AGGREGATE_INTERVAL_MIN]
+        if unknown:
+            raise ValueError(
+                f"not an aggregate interval: {', '.join(unknown)} "
+                f"(one of {', '.join(AGGREGATE_INTERVAL_MIN)})"
+            )
+        return tuple(dict.fromkeys(value))
+
+    @property
+    def compress_after_s(self) -> int | None:
+        """None when compression is off."""
+        off = self.compress_after.strip().lower() in ("", "off")
+        return None if off else parse_duration_s(self.compress_after)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKVAULT_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -254,6 +293,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     run: RunSettings = RunSettings()
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    timescale: TimescaleSettings = TimescaleSettings()
 
     @classmethod
     def settings_customise_sources(

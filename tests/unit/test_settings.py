@@ -251,13 +251,13 @@ def test_example_config_documents_every_option_with_its_default() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "tickvault.example.toml"
     loaded = load_settings(example)
     defaults = load_settings()
-    for section in ("postgres", "source", "kafka", "batch", "metrics", "log", "run", "archive"):
+    for section in ("postgres", "source", "kafka", "batch", "metrics", "log", "run", "archive", "timescale"):
         assert getattr(loaded, section) == getattr(defaults, section), section
     text = example.read_text()
     for section, model in (
         ("postgres", loaded.postgres), ("redis", loaded.redis), ("batch", loaded.batch),
         ("metrics", loaded.metrics), ("log", loaded.log), ("run", loaded.run), ("source", loaded.source),
-        ("kafka", loaded.kafka), ("archive", loaded.archive),
+        ("kafka", loaded.kafka), ("archive", loaded.archive), ("timescale", loaded.timescale),
     ):  # fmt: skip
         for name, field in type(model).model_fields.items():
             key = field.alias or name
@@ -281,3 +281,26 @@ def test_archive_root_scheme_is_checked() -> None:
 def test_s3_credentials_are_secret() -> None:
     settings = load_settings(archive={"s3_secret_access_key": "hunter2-secret"})
     assert "hunter2-secret" not in repr(settings) and "hunter2-secret" not in str(settings.archive)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("2d", 172_800), ("36h", 129_600), ("off", None), ("", None)])
+def test_compress_after_is_a_duration_or_off(text: str, seconds: int | None) -> None:
+    assert load_settings(timescale={"compress_after": text}).timescale.compress_after_s == seconds
+
+
+def test_bad_compress_after_is_a_config_error() -> None:
+    assert "timescale.compress_after" in config_error(timescale={"compress_after": "2 days"})
+
+
+def test_kline_aggregates_from_env_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKVAULT_TIMESCALE__KLINE_AGGREGATES", '["1h", "1d", "1h"]')
+    monkeypatch.setenv("TICKVAULT_TIMESCALE__COMPRESS_AFTER", "7d")
+    settings = load_settings()
+    assert settings.timescale.kline_aggregates == ("1h", "1d")
+    assert settings.timescale.compress_after_s == 7 * 86_400
+
+
+@pytest.mark.parametrize("interval", ["1m", "1M", "90m"])
+def test_kline_aggregate_intervals_are_checked(interval: str) -> None:
+    message = config_error(timescale={"kline_aggregates": [interval]})
+    assert "timescale.kline_aggregates" in message and f"not an aggregate interval: {interval}" in message

@@ -2,8 +2,7 @@
 cold rows back through the writers' rules, and the drop.
 
 `Partitions` is the interface a roll needs from the hot store; `NativePartitions` fills it
-for native range partitions. A TimescaleDB implementation (show_chunks/drop_chunks) is to
-come behind the same interface.
+for native range partitions, `chunks.TimescaleChunks` for hypertable chunks.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ _KINDS: Final = {
 _SKIPPED: Final = frozenset({"ingested_at"})  # bookkeeping, not data
 _BOUND_RE: Final = re.compile(r"^FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)$")
 _KIND_OF_TABLE: Final = {"klines": "kline", "fills": "fill"}
+_IDENTIFIER_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class PartitionChanged(TickvaultError):
@@ -47,18 +47,33 @@ class PartitionChanged(TickvaultError):
 
 @dataclass(frozen=True)
 class Partition:
+    """One partition or chunk of `table` holding the rows of [start, end) (UTC): the relation
+    `schema.name` (the tickvault schema for native partitions, TimescaleDB's internal one for
+    chunks). Raises ValueError for a name that is not a plain lower-case identifier."""
+
     table: TimeTable
-    name: str  # the partition table's name in the schema
-    start: dt.datetime  # [start, end), UTC
+    name: str  # the relation's name in `schema`
+    start: dt.datetime
     end: dt.datetime
+    schema: str
+
+    def __post_init__(self) -> None:
+        for part in (self.schema, self.name):
+            if not _IDENTIFIER_RE.match(part):
+                raise ValueError(f"not a plain identifier: {part!r}")
+
+    @property
+    def relation(self) -> str:
+        """The quoted, schema-qualified name, for SQL."""
+        return f'"{self.schema}"."{self.name}"'
 
 
 class Partitions(Protocol):
     """What the roller needs from the hot store, per time table.
 
-    `old` lists the partitions lying wholly before `cutoff` (never the default one), after
-    giving rows parked in the default partition for such ranges a partition of their own
-    (unless `adopt` is false: a dry run changes nothing).
+    `old` lists the partitions lying wholly before `cutoff` (end <= cutoff; never a default
+    partition), oldest first, after giving rows parked in a default partition for such
+    ranges a partition of their own (unless `adopt` is false: a dry run changes nothing).
     `ensure` makes sure a partition for [start, end) exists, so that cold rows loaded back
     land in it. `drop` removes one in the caller's transaction, with the table locked."""
 
@@ -93,7 +108,7 @@ class NativePartitions:
                 continue
             start, end = (dt.datetime.fromisoformat(match[i]).astimezone(dt.UTC) for i in (1, 2))
             if end <= cutoff:
-                found.append(Partition(table, name, start, end))
+                found.append(Partition(table, name, start, end, self.schema))
         return sorted(found, key=lambda p: p.start)
 
     async def _adopt_default_rows(
@@ -112,14 +127,14 @@ class NativePartitions:
         await partitioner.ensure(conn, table, [r[0] for r in times])
 
     async def ensure(self, conn: asyncpg.Connection, partition: Partition) -> None:
-        exists = await conn.fetchval("SELECT to_regclass($1)", f"{self.schema}.{partition.name}")
+        exists = await conn.fetchval("SELECT to_regclass($1)", partition.relation)
         if exists is None:
             await NativePartitioner(self.schema, self.interval_days, 0).ensure(
                 conn, partition.table, [partition.start]
             )
 
     async def drop(self, conn: asyncpg.Connection, partition: Partition) -> None:
-        await conn.execute(f"DROP TABLE {self.schema}.{partition.name}")
+        await conn.execute(f"DROP TABLE {partition.relation}")
 
 
 async def columns(conn: asyncpg.Connection, schema: str, table: str) -> tuple[Column, ...]:
@@ -133,12 +148,12 @@ async def columns(conn: asyncpg.Connection, schema: str, table: str) -> tuple[Co
     return tuple(Column(name, _KINDS[kind]) for name, kind in rows if name not in _SKIPPED)
 
 
-async def fingerprint(conn: asyncpg.Connection, schema: str, partition: Partition) -> str:
+async def fingerprint(conn: asyncpg.Connection, partition: Partition) -> str:
     """Row count and a sum of row hashes, computed by PostgreSQL: cheap enough to repeat
     under a lock, to see that nothing changed since the read."""
     value: str = await conn.fetchval(
         "SELECT count(*)::text || ':' || coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "  # noqa: S608
-        f"FROM {schema}.{partition.name} t"
+        f"FROM {partition.relation} t"
     )
     return value
 
@@ -154,7 +169,7 @@ def _select(cols: Sequence[Column]) -> str:
 
 
 async def read(
-    conn: asyncpg.Connection, schema: str, partition: Partition, cols: Sequence[Column]
+    conn: asyncpg.Connection, partition: Partition, cols: Sequence[Column]
 ) -> tuple[pa.Table, str]:
     """The partition's rows as Arrow (the cold schema; decimals parsed from their text, never
     through float) and their fingerprint, both from one snapshot."""
@@ -164,8 +179,8 @@ async def read(
         chunks.append(chunk)
 
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        seen = await fingerprint(conn, schema, partition)
-        query = f"SELECT {_select(cols)} FROM {schema}.{partition.name}"  # noqa: S608
+        seen = await fingerprint(conn, partition)
+        query = f"SELECT {_select(cols)} FROM {partition.relation}"  # noqa: S608
         await conn.copy_from_query(query, output=sink, format="csv")
     return await asyncio.to_thread(_parse, b"".join(chunks), cols), seen
 

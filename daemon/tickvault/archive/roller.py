@@ -1,6 +1,7 @@
 """The roller: moves old partitions to the cold tier, verifies them, then drops them.
 
-One roll of a partition [start, end) of table T (native partitions; all steps idempotent):
+One roll of a partition [start, end) of table T (a native partition, or a TimescaleDB chunk
+through `chunks.TimescaleChunks`; all steps idempotent):
 1. Merge: when the cold table already holds rows in the range (a resumed roll, or late rows
    that arrived after an earlier roll and now sit in a re-created partition), they are
    loaded back into the hot partition under the ingest rules (`hot.reload`), so PostgreSQL
@@ -22,6 +23,10 @@ merges next time) or the log row and no partition: nothing lost, nothing doubled
 at any step leaves the partition in PostgreSQL, logs the reason, counts it in
 `tickvault_archive_failures_total`, and the next round retries. One roller runs at a time
 across replicas (a session advisory lock).
+
+On hypertables, klines chunks inside the window of a continuous aggregate's refresh policy
+are kept hot even when older than the cutoff (`_cutoff_of`): their drop would invalidate
+the range and the next refresh would empty the aggregate there.
 
 After the partitions, still under that lock, each cold table's old snapshots are expired
 and the files no kept snapshot references are swept (`sweep`, after
@@ -45,8 +50,8 @@ from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table
 
 from tickvault import metrics
-from tickvault.archive import hot, scrub, sweep, table
-from tickvault.archive.hot import NativePartitions, Partition, PartitionChanged
+from tickvault.archive import chunks, hot, scrub, sweep, table
+from tickvault.archive.hot import NativePartitions, Partition, PartitionChanged, Partitions
 from tickvault.errors import TickvaultError
 from tickvault.settings import Settings
 from tickvault.store import db, partitions
@@ -116,22 +121,18 @@ async def roll(
 async def _roll_all(
     conn: asyncpg.Connection, settings: Settings, before: dt.datetime, tables: Sequence[str], dry_run: bool
 ) -> list[Outcome]:
-    schema = settings.postgres.schema_name
-    found = await partitions.detect(conn, schema, settings.postgres.partition_interval_days, 0)
-    if not isinstance(found, partitions.NativePartitioner):
-        log.warning("TimescaleDB chunks are not rolled yet; nothing to do")
-        return []
-    hot_side = NativePartitions(schema, settings.postgres.partition_interval_days)
+    hot_side = await _hot_side(conn, settings)
     outcomes: list[Outcome] = []
     catalog: SqlCatalog | None = None
     try:
         for t in TIME_TABLES:
             if tables and t.name not in tables:
                 continue
+            t_before = await _cutoff_of(conn, hot_side, t, before)
             if dry_run:
-                outcomes += await _dry_run(conn, hot_side, t, before)
+                outcomes += await _dry_run(conn, hot_side, t, t_before)
                 continue
-            todo = await hot_side.old(conn, t, before)
+            todo = await hot_side.old(conn, t, t_before)
             if todo and catalog is None:
                 catalog = await asyncio.to_thread(table.open_catalog, settings)
             for partition in todo:
@@ -140,6 +141,31 @@ async def _roll_all(
     finally:
         await asyncio.to_thread(table.close_catalog, catalog)
     return outcomes
+
+
+async def _hot_side(conn: asyncpg.Connection, settings: Settings) -> Partitions:
+    schema, days = settings.postgres.schema_name, settings.postgres.partition_interval_days
+    if isinstance(await partitions.detect(conn, schema, days, 0), partitions.NativePartitioner):
+        return NativePartitions(schema, days)
+    return chunks.TimescaleChunks(schema)
+
+
+async def _cutoff_of(
+    conn: asyncpg.Connection, hot_side: Partitions, t: TimeTable, before: dt.datetime
+) -> dt.datetime:
+    """`before`, or earlier where a continuous aggregate's refresh policy reaches further
+    back (by the clock its jobs run on): dropping a chunk inside that window would empty the
+    aggregate's rows of its range at the next refresh."""
+    if not isinstance(hot_side, chunks.TimescaleChunks):
+        return before
+    horizon = await chunks.aggregate_horizon(conn, hot_side.schema, t.name, dt.datetime.now(dt.UTC))
+    if horizon is None or horizon >= before:
+        return before
+    log.info(
+        "%s: rolling chunks ending by %s, not %s: continuous aggregates refresh back to there",
+        t.name, horizon.isoformat(), before.isoformat(),
+    )  # fmt: skip
+    return horizon
 
 
 async def _upkeep(settings: Settings, tables: Sequence[str], now: dt.datetime) -> None:
@@ -182,11 +208,11 @@ def _reason(exc: BaseException) -> str:
 
 
 async def _dry_run(
-    conn: asyncpg.Connection, hot_side: NativePartitions, t: TimeTable, before: dt.datetime
+    conn: asyncpg.Connection, hot_side: Partitions, t: TimeTable, before: dt.datetime
 ) -> list[Outcome]:
     out = []
     for partition in await hot_side.old(conn, t, before, adopt=False):
-        rows = await conn.fetchval(f"SELECT count(*) FROM {hot_side.schema}.{partition.name}")  # noqa: S608
+        rows = await conn.fetchval(f"SELECT count(*) FROM {partition.relation}")  # noqa: S608
         out.append(Outcome(partition, "would roll", rows=rows))
     return out
 
@@ -195,7 +221,7 @@ async def _roll_logged(
     conn: asyncpg.Connection,
     settings: Settings,
     catalog: SqlCatalog,
-    hot_side: NativePartitions,
+    hot_side: Partitions,
     p: Partition,
 ) -> Outcome:
     started = time.monotonic()
@@ -226,7 +252,7 @@ async def _roll_one(
     conn: asyncpg.Connection,
     settings: Settings,
     catalog: SqlCatalog,
-    hot_side: NativePartitions,
+    hot_side: Partitions,
     p: Partition,
 ) -> Outcome:
     schema = settings.postgres.schema_name
@@ -239,7 +265,7 @@ async def _roll_one(
         await _check_logged(conn, schema, cold, where, p, earlier)
         await hot_side.ensure(conn, p)
         await hot.reload(conn, schema, p.table, earlier)
-    data, seen = await hot.read(conn, schema, p, cols)
+    data, seen = await hot.read(conn, p, cols)
     files = size = 0
     digest, snapshot_id = table.checksum(data.slice(0, 0)), None  # _verify's, once rows are written
     if data.num_rows or earlier.num_rows:
@@ -283,7 +309,7 @@ def _verify(cold: Table, where: BooleanExpression, arrow: pa.Schema, snapshot_id
 async def _drop(
     conn: asyncpg.Connection,
     settings: Settings,
-    hot_side: NativePartitions,
+    hot_side: Partitions,
     p: Partition,
     seen: str,
     logged: tuple[int, int, int, str, int | None],
@@ -292,7 +318,7 @@ async def _drop(
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{int(settings.archive.lock_timeout_s * 1000)}ms'")
         await conn.execute(f"LOCK TABLE {schema}.{p.table.name} IN ACCESS EXCLUSIVE MODE")
-        now = await hot.fingerprint(conn, schema, p)
+        now = await hot.fingerprint(conn, p)
         if now != seen:
             raise PartitionChanged(f"rows changed since the read ({seen} → {now})")
         await conn.execute(

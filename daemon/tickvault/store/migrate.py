@@ -4,6 +4,11 @@ Whether the time tables become TimescaleDB hypertables is settled here, before a
 created: `postgres.timescale = "on"` on a server where TimescaleDB is not usable fails with
 one error and leaves no database or schema behind; "auto" then takes native partitions.
 The migrations get the answer as `config.attributes["timescale"]` (a bool).
+
+After the migrations, where the time tables are hypertables, the `[timescale]` settings are
+applied (`apply_timescale`): the compression policy and the kline aggregates with their
+refresh policies. Unlike a migration this runs every time, so a changed setting takes effect
+at the next `tickvault migrate` or daemon start.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import SQLAlchemyError
 
 from tickvault.errors import ConfigError, StoreError
-from tickvault.settings import PostgresSettings
-from tickvault.store import db, timescale
+from tickvault.settings import PostgresSettings, Settings
+from tickvault.store import aggregates, compression, db, timescale
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -118,13 +123,58 @@ async def _alembic(
         raise StoreError(f"migration failed: {' '.join(str(cause).split())}") from None
 
 
-async def upgrade(pg: PostgresSettings, revision: str = "head") -> None:
+async def upgrade(pg: PostgresSettings, revision: str = "head", settings: Settings | None = None) -> None:
     """Migrate to `revision`, creating the database (`postgres.create_database`) and the schema
-    when missing. Raises ConfigError before creating anything when `postgres.timescale` is "on"
-    and TimescaleDB is not usable; StoreError when a migration fails."""
+    when missing, then apply `settings.timescale` (when `settings` is given; `pg` must be its
+    postgres section). Raises ConfigError before creating anything when `postgres.timescale`
+    is "on" and TimescaleDB is not usable, or when the timescale settings cannot be applied;
+    StoreError when a migration fails."""
     hypertables = await db.retrying(pg, "migrate", lambda: use_timescale(pg))
     await _alembic(pg, command.upgrade, revision, hypertables)
     log.info("schema %s migrated to %s", pg.schema_name, revision)
+    if settings is not None:
+        await apply_timescale(settings)
+
+
+async def apply_timescale(settings: Settings) -> None:
+    """Bring compression and kline aggregates in line with `settings.timescale` where the
+    schema's time tables are hypertables; nothing on native partitions. One transaction under
+    the migrations' lock. Raises ConfigError (aggregates.policy_offsets), StoreError."""
+    pg, ts = settings.postgres, settings.timescale
+    conn = await db.retrying(
+        pg, "migrate", lambda: asyncpg.connect(pg.dsn.get_secret_value(), timeout=pg.connect_timeout_s)
+    )
+    try:
+        if not await _has_hypertables(conn, pg.schema_name):
+            if ts.compress_after_s is not None or ts.kline_aggregates:
+                log.info(
+                    "schema %s has no hypertables; the [timescale] settings do not apply", pg.schema_name
+                )
+            return
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"tickvault.migrate:{pg.schema_name}"
+            )
+            await compression.apply(conn, pg.schema_name, ts.compress_after_s)
+            await aggregates.apply(
+                conn, pg.schema_name, ts.kline_aggregates, settings.archive.hot_retention_s
+            )
+    except asyncpg.PostgresError as exc:
+        raise StoreError(f"applying the timescale settings failed: {' '.join(str(exc).split())}") from None
+    finally:
+        await conn.close()
+
+
+async def _has_hypertables(conn: asyncpg.Connection, schema: str) -> bool:
+    if await conn.fetchval("SELECT to_regclass('timescaledb_information.hypertables')") is None:
+        return False
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = $1 AND hypertable_name = 'klines')",
+            schema,
+        )
+    )
 
 
 async def downgrade(pg: PostgresSettings, revision: str) -> None:
