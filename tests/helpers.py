@@ -17,21 +17,27 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+import pyarrow as pa
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from tickvault import app
+from tickvault.decimals import canonical
 from tickvault.metrics import Health
+from tickvault.records import Fill, Kline, Order
 from tickvault.settings import Settings, load_settings
+from tickvault.vault import Vault
+
+R = TypeVar("R", Kline, Order, Fill)
 
 log = logging.getLogger(__name__)
 KIND_STREAMS = ("kline", "order", "fill", "bot_state")
@@ -476,3 +482,40 @@ def scratch_dir(prefix: str = "tickvault-test-") -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class RecordVault:
+    """A Vault whose Arrow results come back as the record types (decimals canonical), so
+    tests can compare them field by field with what was sent."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+
+    @staticmethod
+    def records(table: pa.Table, record_type: type[R]) -> list[R]:
+        out = []
+        for row in table.to_pylist():
+            values = {k: canonical(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+            out.append(record_type.model_construct(**values))
+        return out
+
+    async def klines(self, *args: Any, **kwargs: Any) -> list[Kline]:
+        return self.records(await self.vault.klines(*args, **kwargs), Kline)
+
+    async def orders(self, *args: Any, **kwargs: Any) -> list[Order]:
+        return self.records(await self.vault.orders(*args, **kwargs), Order)
+
+    async def order_history(self, *args: Any, **kwargs: Any) -> list[Order]:
+        return self.records(await self.vault.order_history(*args, **kwargs), Order)
+
+    async def fills(self, *args: Any, **kwargs: Any) -> list[Fill]:
+        return self.records(await self.vault.fills(*args, **kwargs), Fill)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.vault, name)
+
+
+@contextlib.asynccontextmanager
+async def record_vault(settings: Settings) -> AsyncIterator[RecordVault]:
+    async with Vault.connect(settings) as vault:
+        yield RecordVault(vault)

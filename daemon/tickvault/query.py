@@ -22,9 +22,11 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
+import pyarrow as pa
+
 from tickvault import decimals
 from tickvault.errors import TickvaultError
-from tickvault.records import INTERVALS, Record, dump_json
+from tickvault.records import INTERVALS, BotState, dump_json
 from tickvault.settings import Settings
 from tickvault.vault import MAX_DISTINCT, Vault, parse_time
 
@@ -102,25 +104,39 @@ def usage_problem(args: argparse.Namespace) -> str | None:
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Print the records, and their count on stderr."""
+    """Print the rows, and their count on stderr."""
     async with Vault.connect(settings) as vault:
-        records = await _fetch(vault, args)
-        if not records:
+        columns, rows = await _fetch(vault, args)
+        if not rows:
             await _check_known(vault, args)
-    print_records(records, args.format)
-    print(count(len(records), *NOUNS[args.what]), file=sys.stderr)
+    print_rows(columns, rows, args.format)
+    print(count(len(rows), *NOUNS[args.what]), file=sys.stderr)
     return 0
 
 
-async def _fetch(vault: Vault, args: argparse.Namespace) -> Sequence[Record]:
+async def _fetch(vault: Vault, args: argparse.Namespace) -> tuple[list[str], list[dict[str, Any]]]:
     window = {"start": args.start, "end": args.end, "limit": args.limit}
+    if args.what == "bot_state":
+        states = await vault.bot_states(args.bot_id)
+        return list(BotState.COLUMNS), [{c: getattr(s, c) for c in BotState.COLUMNS} for s in states]
     if args.what == "klines":
-        return await vault.klines(args.exchange, args.symbol, args.interval or DEFAULT_INTERVAL, **window)
-    if args.what == "orders":
-        return await vault.orders(args.exchange, args.symbol, args.bot_id, **window)
-    if args.what == "fills":
-        return await vault.fills(args.exchange, args.symbol, args.bot_id, **window)
-    return await vault.bot_states(args.bot_id)
+        table = await vault.klines(args.exchange, args.symbol, args.interval or DEFAULT_INTERVAL, **window)
+    elif args.what == "orders":
+        table = await vault.orders(args.exchange, args.symbol, args.bot_id, **window)
+    else:
+        table = await vault.fills(args.exchange, args.symbol, args.bot_id, **window)
+    return table.column_names, rows_of(table)
+
+
+def rows_of(table: pa.Table) -> list[dict[str, Any]]:
+    """An Arrow result as dicts, decimals in canonical form (Arrow pads them to scale 18)."""
+    decimal_columns = [f.name for f in table.schema if pa.types.is_decimal(f.type)]
+    rows: list[dict[str, Any]] = table.to_pylist()
+    for row in rows:
+        for c in decimal_columns:
+            if row[c] is not None:
+                row[c] = decimals.canonical(row[c])
+    return rows
 
 
 async def _check_known(vault: Vault, args: argparse.Namespace) -> None:
@@ -128,7 +144,7 @@ async def _check_known(vault: Vault, args: argparse.Namespace) -> None:
     nothing = f"no {NOUNS[args.what][1]} stored for"
     if args.what == "klines":
         interval = args.interval or DEFAULT_INTERVAL
-        if await vault.klines(args.exchange, args.symbol, interval, limit=1):
+        if (await vault.klines(args.exchange, args.symbol, interval, limit=1)).num_rows:
             return
         stored = [" ".join(series) for series in await vault.kline_series()]
         raise TickvaultError(
@@ -177,22 +193,21 @@ def _json_value(value: Any) -> Any:
     return text(value) if isinstance(value, dt.datetime) else value
 
 
-def print_records(records: Sequence[Record], fmt: str) -> None:
-    """Records as an aligned table, CSV with a header, or JSON Lines (`fmt`)."""
-    if not records:
+def print_rows(columns: Sequence[str], rows: Sequence[dict[str, Any]], fmt: str) -> None:
+    """Rows as an aligned table, CSV with a header, or JSON Lines (`fmt`)."""
+    if not rows:
         return
-    columns = list(type(records[0]).COLUMNS)
     if fmt == "jsonl":
-        for r in records:
-            print(dump_json({c: _json_value(getattr(r, c)) for c in columns}))
+        for r in rows:
+            print(dump_json({c: _json_value(r[c]) for c in columns}))
         return
-    rows = [[text(getattr(r, c)) for c in columns] for r in records]
+    cells = [[text(r[c]) for c in columns] for r in rows]
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
-        writer.writerows(rows)
+        writer.writerows(cells)
     else:
-        widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
         print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-        for row in rows:
+        for row in cells:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))

@@ -1,12 +1,13 @@
 """The read API bots use: `async with Vault.connect(config) as v: await v.klines(...)`.
 
-Reads the hot tier (PostgreSQL). Every method takes optional `start` (inclusive) and `end`
-(exclusive) as aware datetimes, epoch milliseconds or ISO-8601 strings with an offset, and
-returns records in time order. Results are the same record types the daemon ingests.
+Time-series reads (klines, fills, orders, order_history) read PostgreSQL and the cold tier
+in one call and return a `pyarrow.Table` (tickvault.reads). Every method takes optional
+`start` (inclusive) and `end` (exclusive) as aware datetimes, epoch milliseconds or ISO-8601
+strings with an offset. `load_bot_state`/`bot_states` return `BotState` records.
 
-Decimals come back in their canonical form (tickvault.decimals): the exact value, trailing
-zeros removed, exponent never positive — `Decimal('10000')`, not asyncpg's `Decimal('1E+4')`.
-Every read path added here (cold tier, Arrow results) applies the same `canonical`.
+Decimals are exact: Arrow `decimal128(38, 18)` in tables (`.to_pylist()` gives Decimals at
+scale 18; `tickvault.decimals.canonical` drops the padding), and in records their canonical
+form (tickvault.decimals): trailing zeros removed, exponent never positive.
 
 Bad arguments raise ConfigError: a bound that is not a time, `end` not after `start`, a
 `limit` below 1, an interval that is not one of records.INTERVALS.
@@ -14,22 +15,27 @@ Bad arguments raise ConfigError: a bound that is not a time, `end` not after `st
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
+
+import pyarrow as pa
 
 from tickvault.decimals import canonical
 from tickvault.errors import ConfigError
-from tickvault.records import INTERVALS, BotState, Fill, Kline, Order
+from tickvault.reads import tiers
+from tickvault.reads.columns import SPECS, check_columns
+from tickvault.reads.hot import Query
+from tickvault.records import INTERVALS, BotState
 from tickvault.settings import Settings, load_settings
 from tickvault.store import Store
 from tickvault.timestamps import parse_timestamp
 
-R = TypeVar("R", Kline, Order, Fill, BotState)
 DEFAULT_LIMIT: Final = 10_000
 MAX_DISTINCT: Final = 100_000  # most distinct values a listing such as kline_series returns
 # the filter columns whose distinct values `stored_values` lists, per table: each leads an
@@ -88,6 +94,19 @@ def _limit(limit: int | None) -> int:
     return limit
 
 
+def _symbols(symbol: str | None, symbols: Sequence[str] | None) -> str | list[str]:
+    """One symbol, or a non-empty list of them; ConfigError when both or neither is given."""
+    if symbols is None:
+        if not symbol:
+            raise ConfigError("give a symbol, or symbols=[...]")
+        return symbol
+    if symbol:
+        raise ConfigError("give either symbol or symbols=[...], not both")
+    if isinstance(symbols, str) or not symbols or not all(isinstance(x, str) and x for x in symbols):
+        raise ConfigError(f"symbols must be a non-empty list of symbols, got {symbols!r}")
+    return list(dict.fromkeys(symbols))
+
+
 def _canonical_row(row: Any) -> dict[str, Any]:
     """A fetched row as record fields, decimals in canonical form."""
     return {k: canonical(v) if type(v) is Decimal else v for k, v in row.items()}
@@ -115,9 +134,18 @@ def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
 
 
 class Vault:
-    def __init__(self, store: Store) -> None:
+    """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`) return a
+    `pyarrow.Table` over PostgreSQL and the cold tier together (see tickvault.reads): columns
+    as `tickvault.reads.columns` types them (decimals `decimal128(38, 18)`, times
+    `timestamp[us, UTC]`), rows in time order, one per key whichever tier holds it.
+    `.to_pandas()`, `polars.from_arrow(…)` or `.to_pylist()` convert it."""
+
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self._store = store
         self._schema = store.schema
+        self._settings = settings  # None: PostgreSQL only
+        self._catalog: Any = None
+        self._catalog_lock = asyncio.Lock()
 
     @classmethod
     @asynccontextmanager
@@ -125,55 +153,83 @@ class Vault:
         """Open a vault from settings, a TOML file path, or the environment (None)."""
         settings = config if isinstance(config, Settings) else load_settings(config)
         async with Store(settings.postgres) as store:
-            yield cls(store)
+            vault = cls(store, settings)
+            try:
+                yield vault
+            finally:
+                await vault._close_catalog()
 
-    async def _select(
+    async def _cold_table(self, name: str) -> Any:
+        """The cold table `name`, or None when it does not exist (nothing rolled yet)."""
+        if self._settings is None:
+            return None
+        from tickvault.archive import table  # pyiceberg loads on the first cold read
+
+        async with self._catalog_lock:
+            if self._catalog is None:
+                self._catalog = await asyncio.to_thread(table.open_catalog, self._settings)
+        identifier = f"{self._schema}.{name}"
+        if not await asyncio.to_thread(self._catalog.table_exists, identifier):
+            return None
+        return await asyncio.to_thread(self._catalog.load_table, identifier)
+
+    async def _close_catalog(self) -> None:
+        if self._catalog is not None:
+            from tickvault.archive import table
+
+            catalog, self._catalog = self._catalog, None
+            await asyncio.to_thread(table.close_catalog, catalog)
+
+    async def _read(
         self,
-        record_type: type[R],
         table: str,
         filters: dict[str, Any],
         start: dt.datetime | int | str | None,
         end: dt.datetime | int | str | None,
         limit: int | None,
+        columns: Sequence[str] | str | None,
+        floats: bool,
         newest_first: bool = False,
-    ) -> list[R]:
-        time_column = record_type.TIME_COLUMN
-        clauses, args = [], []
-        for column, value in filters.items():
-            if value is not None:
-                args.append(value)
-                clauses.append(f'"{column}" = ${len(args)}')
-        for op, bound in zip((">=", "<"), _window(start, end), strict=True):
-            if bound is not None:
-                args.append(bound)
-                clauses.append(f"{time_column} {op} ${len(args)}")
-        args.append(_limit(limit))
-        columns = ", ".join(f'"{c}"' for c in record_type.COLUMNS)
-        where = " AND ".join(clauses) or "TRUE"
-        order = "DESC" if newest_first else "ASC"
-        sql = (
-            f"SELECT {columns} FROM {self._schema}.{table} WHERE {where} "  # noqa: S608 - identifiers are ours
-            f"ORDER BY {time_column} {order} LIMIT ${len(args)}"
+    ) -> pa.Table:
+        spec = SPECS[table]
+        try:
+            wanted = check_columns(spec, columns)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        lower, upper = _window(start, end)
+        query = Query(
+            spec, wanted, {k: v for k, v in filters.items() if v is not None}, lower, upper,
+            None if limit is None else _limit(limit), newest_first,
+        )  # fmt: skip
+        rows: pa.Table = await self._store.run(
+            lambda conn: tiers.read(conn, self._schema, query, self._cold_table)
         )
-        rows = await self._store.fetch(sql, *args)
-        records = [record_type.model_construct(**_canonical_row(row)) for row in rows]
-        return records[::-1] if newest_first else records
+        return tiers.as_floats(rows) if floats else rows
 
     async def klines(
         self,
         exchange: str,
-        symbol: str,
-        interval: str,
+        symbol: str | None = None,
+        interval: str | None = None,
         start: dt.datetime | int | str | None = None,
         end: dt.datetime | int | str | None = None,
         limit: int | None = None,
-    ) -> list[Kline]:
-        """Candles of one series in [start, end); with only `limit`, the latest ones."""
+        *,
+        symbols: Sequence[str] | None = None,
+        columns: Sequence[str] | str | None = None,
+        floats: bool = False,
+    ) -> pa.Table:
+        """Candles of `exchange`, `symbol` (or several: `symbols=[...]`) and `interval` in
+        [start, end), oldest first; with `limit` and no `start`, the latest `limit`.
+        `columns`: only these (default all of `Kline.COLUMNS`); `floats`: decimals as float64.
+        Raises ConfigError for a bad interval, window, limit, column or symbol list, and
+        archive.table.ColdFileError naming a cold file that is missing or damaged."""
         if interval not in INTERVALS:
             raise ConfigError(f"interval {interval!r} is not one of {' '.join(INTERVALS)}")
-        filters = {"exchange": exchange, "symbol": symbol, "interval": interval}
+        wanted = _symbols(symbol, symbols)
+        filters = {"exchange": exchange, "symbol": wanted, "interval": interval}
         latest = start is None and limit is not None
-        return await self._select(Kline, "klines", filters, start, end, limit, newest_first=latest)
+        return await self._read("klines", filters, start, end, limit, columns, floats, latest)
 
     async def orders(
         self,
@@ -184,15 +240,28 @@ class Vault:
         start: dt.datetime | int | str | None = None,
         end: dt.datetime | int | str | None = None,
         limit: int | None = None,
-    ) -> list[Order]:
-        """Current state of orders last updated in [start, end)."""
-        filters = {"exchange": exchange, "symbol": symbol, "bot_id": bot_id, "status": status}
-        return await self._select(Order, "orders", filters, start, end, limit)
+        *,
+        symbols: Sequence[str] | None = None,
+        columns: Sequence[str] | str | None = None,
+        floats: bool = False,
+    ) -> pa.Table:
+        """Current state of orders last updated in [start, end), oldest update first (the
+        `orders` table, always hot). Columns as `Order.COLUMNS`. Raises as `klines`."""
+        wanted = _symbols(symbol, symbols) if symbol or symbols is not None else None
+        filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "status": status}
+        return await self._read("orders", filters, start, end, limit, columns, floats)
 
-    async def order_history(self, exchange: str, order_id: str) -> list[Order]:
-        """Every accepted update of one order, oldest first."""
+    async def order_history(
+        self,
+        exchange: str,
+        order_id: str,
+        *,
+        columns: Sequence[str] | str | None = None,
+        floats: bool = False,
+    ) -> pa.Table:
+        """Every accepted update of one order (`order_events`, hot and cold), oldest first."""
         filters = {"exchange": exchange, "order_id": order_id}
-        return await self._select(Order, "order_events", filters, None, None, None)
+        return await self._read("order_events", filters, None, None, None, columns, floats)
 
     async def fills(
         self,
@@ -203,9 +272,16 @@ class Vault:
         start: dt.datetime | int | str | None = None,
         end: dt.datetime | int | str | None = None,
         limit: int | None = None,
-    ) -> list[Fill]:
-        filters = {"exchange": exchange, "symbol": symbol, "bot_id": bot_id, "order_id": order_id}
-        return await self._select(Fill, "fills", filters, start, end, limit)
+        *,
+        symbols: Sequence[str] | None = None,
+        columns: Sequence[str] | str | None = None,
+        floats: bool = False,
+    ) -> pa.Table:
+        """Fills in [start, end), oldest first, hot and cold. Columns as `Fill.COLUMNS`.
+        Raises as `klines`."""
+        wanted = _symbols(symbol, symbols) if symbol or symbols is not None else None
+        filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "order_id": order_id}
+        return await self._read("fills", filters, start, end, limit, columns, floats)
 
     async def load_bot_state(self, bot_id: str) -> BotState | None:
         """The newest state snapshot of a bot, or None if it never sent one."""
@@ -214,8 +290,12 @@ class Vault:
 
     async def bot_states(self, bot_id: str | None = None) -> list[BotState]:
         """The newest snapshot of every bot (or of one), ordered by bot_id."""
-        states = await self._select(BotState, "bot_state", {"bot_id": bot_id}, None, None, None)
-        states.sort(key=lambda s: s.bot_id)
+        rows = await self._store.fetch(
+            f"SELECT bot_id, ts, seq, state FROM {self._schema}.bot_state "  # noqa: S608 - identifiers are ours
+            "WHERE $1::text IS NULL OR bot_id = $1 ORDER BY bot_id",
+            bot_id,
+        )
+        states = [BotState.model_construct(**_canonical_row(row)) for row in rows]
         return [
             s.model_copy(update={"state": json.loads(s.state, parse_float=_json_number)})
             if isinstance(s.state, str)

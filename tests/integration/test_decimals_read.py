@@ -11,10 +11,9 @@ from decimal import Decimal
 
 import pytest
 
-from tests.helpers import Daemon, TestEnv
+from tests.helpers import Daemon, TestEnv, record_vault
 from tests.integration.test_cli import tickvault
 from tickvault.records import EXAMPLES
-from tickvault.vault import Vault
 
 ISSUE_FILL = (
     '{"fill_id":"F1","order_id":"O1","exchange":"binance","symbol":"BTCUSDT","side":"buy",'
@@ -53,7 +52,7 @@ async def test_postgresql_keeps_what_was_sent(stored: TestEnv) -> None:
 
 
 async def test_vault_returns_the_stored_digits_never_a_positive_exponent(stored: TestEnv) -> None:
-    async with Vault.connect(stored.settings()) as vault:
+    async with record_vault(stored.settings()) as vault:
         fills = await vault.fills()
         [kline] = await vault.klines("binance", "BTCUSDT", "1m")
         state = await vault.load_bot_state("b1")

@@ -15,10 +15,9 @@ from typing import Any, Final
 
 import asyncpg
 
-from tests.helpers import Daemon, TestEnv
+from tests.helpers import Daemon, TestEnv, record_vault
 from tests.integration.test_bad_input import fill, kline
 from tests.integration.test_partitions import require_timescale
-from tickvault import Vault
 from tickvault.settings import Settings
 from tickvault.store import migrate
 from tickvault.store.partitions import NativePartitioner
@@ -63,7 +62,7 @@ async def store_the_edges(env: TestEnv, daemon: Daemon, settings: Settings) -> N
     await env.publish("kline", [edge_kline(t) for t in (FIRST_MS, LAST_MS, LAST_ISO, -1, LAST_MS + 1)])
     await daemon.drain()
 
-    async with Vault.connect(settings) as vault:
+    async with record_vault(settings) as vault:
         fills = await vault.fills(start=0)
         klines = [
             k for t in (FIRST_MS, LAST_MS, LAST_ISO) for k in await vault.klines("binance", f"E{t}", "1m")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import tickvault
-from tests.helpers import Daemon, TestEnv
+from tests.helpers import Daemon, TestEnv, record_vault
 from tickvault.errors import ConfigError
 from tickvault.records import BotState, Fill, Kline, Order
 from tickvault.vault import Vault
@@ -176,7 +176,7 @@ def test_vault_is_importable_from_the_package() -> None:
 
 
 async def test_klines_whole_series_exact_and_in_time_order(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         klines = await vault.klines("binance", "BTCUSDT", "1m")
     assert_candles(klines, list(range(10)))
 
@@ -192,7 +192,7 @@ WINDOWS: dict[str, tuple[dt.datetime | int | str, dt.datetime | int | str]] = {
 
 async def test_klines_window_is_start_inclusive_end_exclusive(loaded: TestEnv) -> None:
     """The same [2m, 5m) window given as aware datetimes, epoch ms and ISO strings."""
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         for start, end in WINDOWS.values():
             assert_candles(await vault.klines("binance", "BTCUSDT", "1m", start=start, end=end), [2, 3, 4])
             assert_candles(await vault.klines("binance", "BTCUSDT", "1m", start=start), list(range(2, 10)))
@@ -200,7 +200,7 @@ async def test_klines_window_is_start_inclusive_end_exclusive(loaded: TestEnv) -
 
 
 async def test_klines_between_candles_and_empty_windows(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         off_grid = await vault.klines("binance", "BTCUSDT", "1m", T0 + 2 * MINUTE + 1, T0 + 4 * MINUTE + 1)
         after = await vault.klines("binance", "BTCUSDT", "1m", start=T0 + 10 * MINUTE)
     assert_candles(off_grid, [3, 4])
@@ -208,7 +208,7 @@ async def test_klines_between_candles_and_empty_windows(loaded: TestEnv) -> None
 
 
 async def test_klines_refuses_naive_or_bad_bounds(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         for bad in ("2026-01-01T00:02:00", dt.datetime(2026, 1, 1, 0, 2), "not a time"):
             with pytest.raises(ConfigError, match="start"):
                 await vault.klines("binance", "BTCUSDT", "1m", start=bad)
@@ -218,7 +218,7 @@ async def test_klines_refuses_naive_or_bad_bounds(loaded: TestEnv) -> None:
 
 
 async def test_klines_other_series_not_mixed_in(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         eth = await vault.klines("binance", "ETHUSDT", "1m")
         five = await vault.klines("binance", "BTCUSDT", "5m")
         okx = await vault.klines("okx", "BTCUSDT", "1m", start=T0, end=T0 + 10 * MINUTE)
@@ -231,7 +231,7 @@ async def test_klines_other_series_not_mixed_in(loaded: TestEnv) -> None:
 
 
 async def test_klines_limit_alone_gives_latest_in_ascending_order(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         latest = await vault.klines("binance", "BTCUSDT", "1m", limit=3)
         latest_before = await vault.klines("binance", "BTCUSDT", "1m", end=T0 + 5 * MINUTE, limit=2)
         first_from = await vault.klines("binance", "BTCUSDT", "1m", start=T0 + MINUTE, limit=3)
@@ -250,7 +250,7 @@ def ids(records: list[Order] | list[Fill]) -> list[tuple[str, str]]:
 
 
 async def test_orders_filters_and_time_order(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         everything = await vault.orders()
         binance = await vault.orders(exchange="binance")
         btc = await vault.orders(exchange="binance", symbol="BTCUSDT")
@@ -272,7 +272,7 @@ async def test_orders_filters_and_time_order(loaded: TestEnv) -> None:
 
 
 async def test_orders_return_current_state(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         [o1] = await vault.orders(exchange="binance", symbol="BTCUSDT", bot_id="grid-1", status="filled")
     assert isinstance(o1, Order)
     assert (o1.order_id, o1.status, o1.seq) == ("O1", "filled", 3)
@@ -289,7 +289,7 @@ async def test_orders_return_current_state(loaded: TestEnv) -> None:
 
 
 async def test_order_history_every_update_oldest_first(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         history = await vault.order_history("binance", "O1")
         okx = await vault.order_history("okx", "O1")
         unknown = await vault.order_history("binance", "nope")
@@ -310,7 +310,7 @@ async def test_order_history_every_update_oldest_first(loaded: TestEnv) -> None:
 
 
 async def test_fills_filters_and_window(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         everything = await vault.fills()
         grid1 = await vault.fills(bot_id="grid-1")
         grid2 = await vault.fills(bot_id="grid-2")
@@ -330,7 +330,7 @@ async def test_fills_filters_and_window(loaded: TestEnv) -> None:
 
 
 async def test_fills_values_exact(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         f1, f2 = await vault.fills(exchange="binance", order_id="O1")
     assert isinstance(f2, Fill)
     assert (str(f1.quantity), str(f1.price), str(f1.fee)) == ("0.02", "87000", "0.00002")
@@ -362,7 +362,7 @@ def assert_exact(actual: Any, expected: Any) -> None:
 
 
 async def test_load_bot_state_newest_snapshot_with_exact_decimals(loaded: TestEnv) -> None:
-    async with Vault.connect(loaded.settings()) as vault:
+    async with record_vault(loaded.settings()) as vault:
         state = await vault.load_bot_state("grid-1")
         other = await vault.load_bot_state("grid-2")
         unknown = await vault.load_bot_state("never-sent")

@@ -186,12 +186,13 @@ class ColdFileError(TickvaultError):
 def read(
     table: Table, where: BooleanExpression, schema: pa.Schema, snapshot_id: int | None = None
 ) -> pa.Table:
-    """The rows matching `where` (at `snapshot_id`, default the current snapshot), cast to
-    `schema` (pyiceberg hands out large strings). Each data file is checked before it is read
-    (`check_file`) and read on its own, so a bad one is named. Raises ColdFileError."""
+    """The rows matching `where` (at `snapshot_id`, default the current snapshot), only the
+    columns of `schema`, cast to it (pyiceberg hands out large strings). Each data file is
+    checked before it is read (`check_file`) and read on its own, so a bad one is named.
+    Raises ColdFileError."""
     if table.current_snapshot() is None:
         return schema.empty_table()
-    scan = table.scan(row_filter=where, snapshot_id=snapshot_id)
+    scan = table.scan(row_filter=where, snapshot_id=snapshot_id, selected_fields=tuple(schema.names))
     tasks = list(scan.plan_files())
     parts = list(ExecutorFactory.get_or_create().map(lambda task: _read_file(scan, task, schema), tasks))
     return pa.concat_tables(parts) if parts else schema.empty_table()

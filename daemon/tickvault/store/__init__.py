@@ -57,7 +57,7 @@ class Store:
         init = self._init_connection if self._writer else None
         self._pool = await db.create_pool(self.settings, init=init)
         if self._writer:
-            self._partitioner = await self._run(self._detect_partitioner)
+            self._partitioner = await self.run(self._detect_partitioner)
             await self.ensure_partitions_ahead()
         return self
 
@@ -80,7 +80,8 @@ class Store:
             raise RuntimeError("store is not open")
         return self._pool
 
-    async def _run(self, work: Any) -> Any:
+    async def run(self, work: Any) -> Any:
+        """`await work(conn)` on a pooled connection; driver errors become StoreError."""
         return await db.run(self.pool, work)
 
     async def _init_connection(self, conn: asyncpg.Connection) -> None:
@@ -92,17 +93,17 @@ class Store:
 
     async def ensure_partitions_ahead(self) -> None:
         now = dt.datetime.now(dt.UTC)
-        await self._run(lambda conn: self._partitioner.ensure_ahead(conn, now))
+        await self.run(lambda conn: self._partitioner.ensure_ahead(conn, now))
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await self._run(lambda conn: conn.fetch(sql, *args))
+        rows: list[asyncpg.Record] = await self.run(lambda conn: conn.fetch(sql, *args))
         return rows
 
     async def ping(self) -> None:
-        await self._run(lambda conn: conn.fetchval("SELECT 1"))
+        await self.run(lambda conn: conn.fetchval("SELECT 1"))
 
     async def migrations_current(self) -> tuple[bool, str | None, str]:
-        current = await self._run(lambda conn: current_revision(conn, self.schema))
+        current = await self.run(lambda conn: current_revision(conn, self.schema))
         head = head_revision()
         return current == head, current, head
 
@@ -128,7 +129,7 @@ class Store:
             return await writers.write(conn, writer, items, versions)
 
         try:
-            return WriteResult(written=await self._run(attempt))
+            return WriteResult(written=await self.run(attempt))
         except RowRejected as exc:
             if len(items) == 1:
                 return WriteResult(rejected=[(0, exc.args[0])])
@@ -138,13 +139,13 @@ class Store:
         return result
 
     async def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        count: int = await self._run(lambda conn: dead_letters.insert(conn, self.schema, letters))
+        count: int = await self.run(lambda conn: dead_letters.insert(conn, self.schema, letters))
         return count
 
     async def dead_letters(
         self, *, ids: Sequence[int] = (), include_replayed: bool = False, limit: int = 100
     ) -> list[dead_letters.StoredDeadLetter]:
-        rows: list[dead_letters.StoredDeadLetter] = await self._run(
+        rows: list[dead_letters.StoredDeadLetter] = await self.run(
             lambda conn: dead_letters.fetch(
                 conn, self.schema, ids=ids, include_replayed=include_replayed, limit=limit
             )
@@ -152,4 +153,4 @@ class Store:
         return rows
 
     async def mark_replayed(self, ids: Sequence[int]) -> None:
-        await self._run(lambda conn: dead_letters.mark_replayed(conn, self.schema, ids))
+        await self.run(lambda conn: dead_letters.mark_replayed(conn, self.schema, ids))
