@@ -1,6 +1,8 @@
-"""tickvault: the storage daemon for trading systems. Public API: Vault, records, errors."""
+"""tickvault: the storage daemon for trading systems. Public API: Vault (async), connect /
+SyncVault (blocking), records, errors."""
 
 from tickvault.errors import (
+    ColdFileError,
     ConfigError,
     RecordError,
     RowRejected,
@@ -11,10 +13,12 @@ from tickvault.errors import (
     TickvaultError,
 )
 from tickvault.records import BotState, Fill, Kline, Order, Record
+from tickvault.sync import SyncVault, connect
 from tickvault.vault import Vault
 
 __all__ = [
     "BotState",
+    "ColdFileError",
     "ConfigError",
     "Fill",
     "Kline",
@@ -26,7 +30,9 @@ __all__ = [
     "SourceUnavailable",
     "StoreError",
     "StoreUnavailable",
+    "SyncVault",
     "TickvaultError",
     "Vault",
+    "connect",
 ]
 __version__ = "0.1.0"

@@ -51,3 +51,8 @@ class SourceError(TickvaultError):
 
 class SourceUnavailable(SourceError):
     retriable = True
+
+
+class ColdFileError(TickvaultError):
+    """A data file of the cold tier is missing, has another size or row count than its table's
+    metadata records, or does not parse as Parquet. The message names the file."""

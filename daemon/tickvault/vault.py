@@ -223,7 +223,7 @@ class Vault:
         [start, end), oldest first; with `limit` and no `start`, the latest `limit`.
         `columns`: only these (default all of `Kline.COLUMNS`); `floats`: decimals as float64.
         Raises ConfigError for a bad interval, window, limit, column or symbol list, and
-        archive.table.ColdFileError naming a cold file that is missing or damaged."""
+        ColdFileError naming a cold file that is missing or damaged."""
         if interval not in INTERVALS:
             raise ConfigError(f"interval {interval!r} is not one of {' '.join(INTERVALS)}")
         wanted = _symbols(symbol, symbols)

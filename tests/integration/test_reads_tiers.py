@@ -30,7 +30,7 @@ from tests.integration.test_archive import (
     write,
 )
 from tickvault.archive import table
-from tickvault.errors import ConfigError
+from tickvault.errors import ColdFileError, ConfigError
 from tickvault.settings import Settings
 from tickvault.store import Store
 from tickvault.vault import Vault
@@ -187,7 +187,7 @@ async def test_a_damaged_cold_file_fails_the_read_naming_it(env: TestEnv, tmp_pa
     victim.unlink()
     async with Vault.connect(settings) as vault:
         hot_only = await vault.klines("okx", "BTC-USDT", "1h", start=T0_MS + 3 * 24 * HOUR)
-        with pytest.raises(table.ColdFileError, match=f"cold data file .*{victim.name} is missing"):
+        with pytest.raises(ColdFileError, match=f"cold data file .*{victim.name} is missing"):
             await vault.klines("okx", "BTC-USDT", "1h")
     assert hot_only.num_rows == 2 * 24  # a window the damage does not touch still reads
 

@@ -9,7 +9,7 @@ that a newer one overlaps is superseded) and a range committed again by a roll t
 get to its log row (a crash, or the fingerprint changed): its data files were then added by
 another snapshot than the logged one, and the next roll verifies and logs it.
 
-A missing, truncated or unparsable data file fails the read itself (`table.ColdFileError`,
+A missing, truncated or unparsable data file fails the read itself (`errors.ColdFileError`,
 naming the file); rows that parse but differ are caught by the checksum.
 """
 
@@ -28,7 +28,7 @@ from pyiceberg.table import Table
 
 from tickvault import metrics
 from tickvault.archive import table
-from tickvault.errors import TickvaultError
+from tickvault.errors import ColdFileError, TickvaultError
 from tickvault.settings import Settings
 from tickvault.store import db
 
@@ -86,7 +86,7 @@ def check_range(cold: Table, time_column: str, arrow: pa.Schema, logged: Logged)
     where = table.time_range(time_column, logged.start.isoformat(), logged.end.isoformat())
     try:
         rows = table.read(cold, where, arrow)
-    except table.ColdFileError as exc:
+    except ColdFileError as exc:
         return RangeCheck(logged, "unreadable", reason=str(exc))
     return judge(cold, where, rows, logged)
 

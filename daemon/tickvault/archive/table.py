@@ -49,7 +49,7 @@ from pyiceberg.utils.concurrent import ExecutorFactory
 from sqlalchemy.engine import make_url
 
 from tickvault.decimals import COLD_PRECISION, COLD_SCALE
-from tickvault.errors import TickvaultError
+from tickvault.errors import ColdFileError
 from tickvault.settings import Settings
 
 ROW_GROUP_ROWS: Final = 14_000
@@ -176,11 +176,6 @@ def overwrite(table: Table, data: pa.Table, where: BooleanExpression) -> int:
     snapshot = table.current_snapshot()
     assert snapshot is not None  # just committed
     return snapshot.snapshot_id
-
-
-class ColdFileError(TickvaultError):
-    """A data file of a cold table is missing, has another size or row count than the table's
-    metadata records, or does not parse as Parquet. The message names the file."""
 
 
 def read(

@@ -60,5 +60,5 @@ def _where(q: Query, span: Span) -> BooleanExpression:
 
 def read(table: Table, q: Query, span: Span, schema: pa.Schema) -> pa.Table:
     """The rows of `q` (its filters; no order, no limit) within one span, as `schema`.
-    Synchronous (pyiceberg). Raises archive.table.ColdFileError naming a bad file."""
+    Synchronous (pyiceberg). Raises errors.ColdFileError naming a bad file."""
     return cold_table.read(table, _where(q, span), schema)

@@ -50,7 +50,7 @@ def internal_columns(spec: Spec, wanted: tuple[str, ...]) -> tuple[str, ...]:
 
 async def read(conn: asyncpg.Connection, schema: str, q: Query, cold_table: ColdTable | None) -> pa.Table:
     """The rows of `q` from both tiers (cold only when `cold_table` gives the table), as
-    `q.columns`, oldest first. Raises archive.table.ColdFileError when a cold file is bad."""
+    `q.columns`, oldest first. Raises errors.ColdFileError when a cold file is bad."""
     internal = replace(q, columns=internal_columns(q.spec, q.columns))
     rows = await hot.read(conn, schema, internal)
     if q.spec.cold and cold_table is not None:
