@@ -3,8 +3,8 @@
 Every command takes `--config FILE`; every option can also come from `TICKVAULT_*`
 environment variables. Errors print one line on stderr, `tickvault: error: …`, and exit 1;
 usage errors (an unknown option, a missing or malformed argument) print one such line that
-points at the command's `--help`, and exit 2. `query` lives in query.py, `archive` in
-archive/command.py.
+points at the command's `--help`, and exit 2. `query` lives in query.py, `gaps` in gaps.py,
+`archive` in archive/command.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import tickvault
 from tickvault import app
+from tickvault import gaps as gaps_command
 from tickvault import query as query_command
 from tickvault.archive import command as archive_command
 from tickvault.errors import SourceUnavailable, TickvaultError
@@ -36,7 +37,7 @@ from tickvault.store.dead_letters import StoredDeadLetter
 
 log = logging.getLogger("tickvault")
 # a person is waiting on these: fail fast instead of retrying PostgreSQL for minutes
-CONNECT_RETRIES_BY_COMMAND = {"check": 0, "query": 2, "dlq": 2, "archive": 2}
+CONNECT_RETRIES_BY_COMMAND = {"check": 0, "query": 2, "gaps": 2, "dlq": 2, "archive": 2}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -292,6 +293,13 @@ def _parser() -> argparse.ArgumentParser:
     query = sub.add_parser("query", parents=[common], help="print stored klines, orders, fills or bot state")
     query_command.add_arguments(query)
     query.set_defaults(handler=query_command.run)
+    gaps = sub.add_parser(
+        "gaps", parents=[common], help="list the holes of a kline series in a window (hot and cold)",
+        description="Print each run of missing open times of the interval grid in [--start, --end): "
+        "start, end (exclusive) and the missing candles. See 'Gaps' in the README.",
+    )  # fmt: skip
+    gaps_command.add_arguments(gaps)
+    gaps.set_defaults(handler=gaps_command.run)
     arc = sub.add_parser(
         "archive", parents=[common], help="roll old partitions to the cold tier; --list, --verify",
         description="Write each partition of klines, fills and order_events that ends before now minus "

@@ -149,7 +149,7 @@ async def _check_known(vault: Vault, args: argparse.Namespace) -> None:
         stored = [" ".join(series) for series in await vault.kline_series()]
         raise TickvaultError(
             f"{nothing} exchange {args.exchange} symbol {args.symbol} interval {interval}"
-            + _close_matches(f"{args.exchange} {args.symbol} {interval}", stored)
+            + close_matches(f"{args.exchange} {args.symbol} {interval}", stored)
         )
     for column in ("exchange", "symbol", "bot_id"):
         value = getattr(args, column)
@@ -157,10 +157,10 @@ async def _check_known(vault: Vault, args: argparse.Namespace) -> None:
             continue
         stored = await vault.stored_values(args.what, column)
         if value not in stored and len(stored) < MAX_DISTINCT:  # a complete list: truly absent
-            raise TickvaultError(f"{nothing} {column} {value}" + _close_matches(value, stored))
+            raise TickvaultError(f"{nothing} {column} {value}" + close_matches(value, stored))
 
 
-def _close_matches(word: str, candidates: Iterable[str], n: int = 5, cutoff: float = 0.6) -> str:
+def close_matches(word: str, candidates: Iterable[str], n: int = 5, cutoff: float = 0.6) -> str:
     """`; close matches: a, b` — the closest first, ties in order, case ignored — or ""."""
     by_folded: dict[str, list[str]] = {}
     for candidate in sorted(candidates):

@@ -85,6 +85,7 @@ class SyncVault:
     fills = _sync(Vault.fills)
     orders = _sync(Vault.orders)
     order_history = _sync(Vault.order_history)
+    missing_ranges = _sync(Vault.missing_ranges)
     load_bot_state = _sync(Vault.load_bot_state)
     bot_states = _sync(Vault.bot_states)
     kline_series = _sync(Vault.kline_series)

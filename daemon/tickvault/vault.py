@@ -30,7 +30,9 @@ from tickvault.decimals import canonical
 from tickvault.errors import ConfigError
 from tickvault.reads import tiers
 from tickvault.reads.columns import SPECS, check_columns
+from tickvault.reads.gaps import Gap, holes
 from tickvault.reads.hot import Query
+from tickvault.reads.intervals import to_us
 from tickvault.records import INTERVALS, BotState
 from tickvault.settings import Settings, load_settings
 from tickvault.store import Store
@@ -282,6 +284,29 @@ class Vault:
         wanted = _symbols(symbol, symbols) if symbol or symbols is not None else None
         filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "order_id": order_id}
         return await self._read("fills", filters, start, end, limit, columns, floats)
+
+    async def missing_ranges(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        start: dt.datetime | int | str,
+        end: dt.datetime | int | str,
+    ) -> list[Gap]:
+        """The holes of one kline series in [start, end), over hot and cold: for each run of
+        missing open times of the interval grid (`tickvault.reads.intervals`), a `Gap(start,
+        end, candles)` — `end` exclusive, the next stored open time or the window's end —
+        oldest first. Nothing stored at all gives one gap over the whole window. What an
+        incremental backfill fetches. Raises ConfigError for a bad interval or window."""
+        if interval not in INTERVALS:
+            raise ConfigError(f"interval {interval!r} is not one of {' '.join(INTERVALS)}")
+        if start is None or end is None:
+            raise ConfigError("missing_ranges needs both start and end")
+        lower, upper = _window(start, end)
+        assert lower is not None and upper is not None
+        filters = {"exchange": exchange, "symbol": symbol, "interval": interval}
+        rows = await self._read("klines", filters, lower, upper, None, ["open_time"], False)
+        return holes(rows.column("open_time"), to_us(lower), to_us(upper), interval)
 
     async def load_bot_state(self, bot_id: str) -> BotState | None:
         """The newest state snapshot of a bot, or None if it never sent one."""
