@@ -16,8 +16,10 @@ Everything here is synchronous (pyiceberg is): the roller calls it in a worker t
 
 from __future__ import annotations
 
+import array
 import hashlib
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
 }
 _NULL: Final = "\\N"
 _SEPARATOR: Final = "\x1f"
+CHECKSUM_PREFIX: Final = "sha256:"
 
 
 @dataclass(frozen=True)
@@ -189,18 +192,85 @@ def files_in(table: Table, where: BooleanExpression, snapshot_id: int) -> tuple[
 
 
 def checksum(data: pa.Table) -> str:
-    """An order-independent checksum of the rows: the sum mod 2**64 of a 64-bit BLAKE2b of each
-    row's canonical text (columns joined by 0x1F, nulls as \\N, times as epoch microseconds,
-    decimals at the table's fixed scale), as 16 hex digits. Computed on the Arrow form, so the
-    hot partition and the committed cold rows are hashed alike. Duplicate rows count twice."""
-    if data.num_rows == 0:
-        return f"{0:016x}"
+    """An order-independent checksum of the rows, `"sha256:"` + 64 hex digits, computed in C
+    (pyarrow kernels and one hashlib call) without a Python loop over rows; equal row sets
+    give equal checksums however the rows are ordered or chunked. Duplicate rows count twice.
+
+    What is hashed: each row's canonical text — its columns in table order joined by 0x1F,
+    nulls as `\\N`, times as epoch microseconds, decimals as their unscaled integer at the
+    column's scale (value x 10**18: 1.5 is `1500000000000000000`), booleans as `true`/`false`,
+    integers and strings as they are — as UTF-8; the texts are sorted
+    bytewise; SHA-256 is taken of every text's byte length (8 bytes, little-endian unsigned)
+    in that order, followed by the texts themselves in that order. Without tickvault:
+    `rows = sorted(texts)`, then `sha256(b"".join(len(r).to_bytes(8, "little") for r in rows)
+    + b"".join(rows))`. Computed on the Arrow form, so the hot partition and the committed
+    cold rows are hashed alike. Ranges rolled before this format have a 16-hex-digit checksum
+    in `archive_log` (`checksum_like` recomputes either)."""
+    rows = _row_texts(data)
+    rows = rows.take(pc.sort_indices(rows))
+    lengths = pc.binary_length(rows).cast(pa.uint64())
+    digest = hashlib.sha256(_little_endian_u64(lengths))
+    offsets = memoryview(rows.buffers()[1]).cast("q")  # large_binary: 64-bit offsets
+    first, last = offsets[rows.offset], offsets[rows.offset + len(rows)]
+    digest.update(memoryview(rows.buffers()[2] or b"")[first:last])
+    return CHECKSUM_PREFIX + digest.hexdigest()
+
+
+def checksum_like(data: pa.Table, logged: str) -> str:
+    """The checksum of `data` in the format of `logged` (an `archive_log` checksum): the
+    current one, or the 16-hex-digit one of ranges rolled before it."""
+    return checksum(data) if logged.startswith(CHECKSUM_PREFIX) else _checksum_v1(data)
+
+
+def _row_texts(data: pa.Table, unscaled: bool = True) -> pa.LargeBinaryArray:
+    """Each row's canonical text (see `checksum`), as one array with 64-bit offsets;
+    `unscaled=False`: decimals as Arrow prints them, the old format's text."""
+    if data.num_columns == 0:
+        return pa.array([b""] * data.num_rows, pa.large_binary())
     texts = []
     for column in data.columns:
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.int64())
+        elif unscaled and pa.types.is_decimal(column.type):
+            column = _unscaled(column)
         texts.append(pc.fill_null(column.cast(pa.string()), _NULL))
-    joined = pc.binary_join_element_wise(*texts, _SEPARATOR).cast(pa.binary())  # UTF-8 bytes
-    blake2b = hashlib.blake2b
-    total = sum(int.from_bytes(blake2b(row, digest_size=8).digest(), "big") for row in joined.to_pylist())
+    joined = pc.binary_join_element_wise(*texts, _SEPARATOR)
+    combined: pa.LargeBinaryArray = joined.cast(pa.large_binary()).combine_chunks()
+    return combined
+
+
+def _unscaled(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Decimals as their unscaled integers (the same bytes read at scale 0): exact, and never
+    in the exponent notation Arrow prints small decimals in."""
+    precision = column.type.precision
+    if isinstance(column.type, pa.Decimal256Type):
+        as_integers = pa.decimal256(precision, 0)
+    else:
+        column = column.cast(pa.decimal128(precision, column.type.scale))  # a no-op for the cold type
+        as_integers = pa.decimal128(precision, 0)
+    return pa.chunked_array(
+        [
+            pa.Array.from_buffers(as_integers, len(c), c.buffers(), c.null_count, c.offset)
+            for c in column.chunks
+        ],
+        as_integers,
+    )
+
+
+def _little_endian_u64(values: pa.UInt64Array) -> bytes:
+    raw = memoryview(values.buffers()[1] or b"")[values.offset * 8 : (values.offset + len(values)) * 8]
+    if sys.byteorder == "little":
+        return raw.tobytes()
+    swapped = array.array("Q", raw.tobytes())
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _checksum_v1(data: pa.Table) -> str:
+    """The checksum of ranges rolled before `checksum`'s format: the sum mod 2**64 of a
+    64-bit BLAKE2b of each row's canonical text, as 16 hex digits (a Python loop per row)."""
+    total = sum(
+        int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big")
+        for row in _row_texts(data, unscaled=False).to_pylist()
+    )
     return f"{total % 2**64:016x}"
