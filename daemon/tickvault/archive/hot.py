@@ -162,26 +162,24 @@ async def fingerprint(conn: asyncpg.Connection, schema: str, partition: Partitio
 
 
 def _select(cols: Sequence[Column]) -> str:
-    exprs = []
-    for c in cols:
-        if c.kind == "time":  # exact: extract(epoch) is numeric
-            exprs.append(f'(extract(epoch FROM "{c.name}") * 1000000)::bigint')
-        else:
-            exprs.append(f'"{c.name}"::text' if c.kind == "text" else f'"{c.name}"')
-    return ", ".join(exprs)
+    """The read's select list: each column as PostgreSQL prints it (times in ISO 8601 in UTC
+    with microseconds, decimals positional: both exact), uuids as text."""
+    return ", ".join(f'"{c.name}"::text' if c.kind == "text" else f'"{c.name}"' for c in cols)
 
 
 async def read(
     conn: asyncpg.Connection, schema: str, partition: Partition, cols: Sequence[Column]
 ) -> tuple[pa.Table, str]:
-    """The partition's rows as Arrow (the cold schema; decimals parsed from their text, never
-    through float) and their fingerprint, both from one snapshot."""
+    """The partition's rows as Arrow (the cold schema; decimals and times parsed from their
+    text, never through float) and their fingerprint, both from one snapshot."""
     chunks: list[bytes] = []
 
     async def sink(chunk: bytes) -> None:
         chunks.append(chunk)
 
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # the text _parse expects, whatever the connection's settings
+        await conn.execute("SET LOCAL timezone = 'UTC'; SET LOCAL datestyle = 'ISO'")
         seen = await fingerprint(conn, schema, partition)
         query = f"SELECT {_select(cols)} FROM {schema}.{partition.name}"  # noqa: S608
         await conn.copy_from_query(query, output=sink, format="csv")
@@ -189,22 +187,21 @@ async def read(
 
 
 def _parse(data: bytes, cols: Sequence[Column]) -> pa.Table:
+    """COPY's CSV (as `read` asks for it) as Arrow in the cold schema."""
     schema = arrow_schema(cols)
     if not data:
         return schema.empty_table()
-    as_read = {c.name: pa.int64() if c.kind == "time" else schema.field(c.name).type for c in cols}
-    table = pacsv.read_csv(
+    return pacsv.read_csv(
         io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=[c.name for c in cols]),
+        read_options=pacsv.ReadOptions(column_names=schema.names),
         convert_options=pacsv.ConvertOptions(
-            column_types=as_read,
+            column_types=schema,
             true_values=["t"],
             false_values=["f"],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,  # PostgreSQL quotes an empty string, never NULL
         ),
     )
-    return table.cast(schema)
 
 
 def _records(data: pa.Table, names: Sequence[str]) -> list[tuple[Any, ...]]:
