@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import queue
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,28 +172,67 @@ async def read(
     conn: asyncpg.Connection, schema: str, partition: Partition, cols: Sequence[Column]
 ) -> tuple[pa.Table, str]:
     """The partition's rows as Arrow (the cold schema; decimals and times parsed from their
-    text, never through float) and their fingerprint, both from one snapshot."""
-    chunks: list[bytes] = []
+    text, never through float) and their fingerprint, both from one snapshot. A worker thread
+    parses COPY's output while PostgreSQL still sends it. Raises what asyncpg raises, or
+    pyarrow.ArrowInvalid for text the cold schema cannot hold."""
+    stream = _Stream()
+    parsed = asyncio.ensure_future(asyncio.to_thread(_parse, stream, cols))
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            # the text _parse expects, whatever the connection's settings
+            await conn.execute("SET LOCAL timezone = 'UTC'; SET LOCAL datestyle = 'ISO'")
+            seen = await fingerprint(conn, schema, partition)
+            query = f"SELECT {_select(cols)} FROM {schema}.{partition.name}"  # noqa: S608
+            await conn.copy_from_query(query, output=stream.put, format="csv")
+    except BaseException:
+        stream.end()
+        await asyncio.gather(parsed, return_exceptions=True)  # ends on the truncated text: moot
+        raise
+    stream.end()
+    return await parsed, seen
 
-    async def sink(chunk: bytes) -> None:
-        chunks.append(chunk)
 
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        # the text _parse expects, whatever the connection's settings
-        await conn.execute("SET LOCAL timezone = 'UTC'; SET LOCAL datestyle = 'ISO'")
-        seen = await fingerprint(conn, schema, partition)
-        query = f"SELECT {_select(cols)} FROM {schema}.{partition.name}"  # noqa: S608
-        await conn.copy_from_query(query, output=sink, format="csv")
-    return await asyncio.to_thread(_parse, b"".join(chunks), cols), seen
+class _Stream(io.RawIOBase):
+    """COPY's output chunks as a file that a parser thread reads while they arrive: `put`
+    (on the event loop) never blocks, `readinto` (in the thread) waits for the next chunk,
+    and returns 0 (end of file) after `end`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._left = memoryview(b"")
+        self._ended = False
+
+    async def put(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def end(self) -> None:
+        self._chunks.put(None)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            if self._ended:
+                return 0
+            chunk = self._chunks.get()
+            self._ended = chunk is None
+            self._left = memoryview(chunk or b"")
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
 
 
-def _parse(data: bytes, cols: Sequence[Column]) -> pa.Table:
-    """COPY's CSV (as `read` asks for it) as Arrow in the cold schema."""
+def _parse(data: bytes | io.RawIOBase, cols: Sequence[Column]) -> pa.Table:
+    """COPY's CSV (as `read` asks for it), bytes or a file, as Arrow in the cold schema."""
     schema = arrow_schema(cols)
-    if not data:
+    source = io.BufferedReader(data, 1 << 20) if isinstance(data, io.RawIOBase) else io.BytesIO(data)
+    if not (source.peek(1) if isinstance(source, io.BufferedReader) else data):
         return schema.empty_table()
     return pacsv.read_csv(
-        io.BytesIO(data),
+        source,
         read_options=pacsv.ReadOptions(column_names=schema.names),
         convert_options=pacsv.ConvertOptions(
             column_types=schema,
