@@ -36,8 +36,8 @@ def rows(n: int) -> pa.Table:
     return pa.table(data, schema=table.arrow_schema(COLUMNS))
 
 
-def text(value: Any, old: bool = False) -> str:
-    """A value's canonical text; `old`: decimals as the format before sha256 printed them."""
+def old_text(value: Any) -> str:
+    """A value's canonical text in the format before sha256."""
     if value is None:
         return "\\N"
     if isinstance(value, bool):
@@ -45,19 +45,40 @@ def text(value: Any, old: bool = False) -> str:
     if isinstance(value, dt.datetime):
         return str((value - EPOCH) // dt.timedelta(microseconds=1))
     if isinstance(value, Decimal):
-        return _arrow_text(value) if old else str(int(value.scaleb(18)))
+        return str(pa.array([value], pa.decimal128(38, 18)).cast(pa.string())[0])
     return str(value)
 
 
-def _arrow_text(value: Decimal) -> str:
-    return str(pa.array([value], pa.decimal128(38, 18)).cast(pa.string())[0])
+def column_bytes(values: list[Any], kind: pa.DataType) -> bytes:
+    """One column as the checksum's docstring describes it, in plain Python."""
+    out = bytes(0 if v is None else 1 for v in values)
+    if pa.types.is_string(kind):
+        texts = [(v or "").encode() for v in values]
+        return out + b"".join(len(t).to_bytes(8, "little") for t in texts) + b"".join(texts)
+    for v in values:
+        if pa.types.is_boolean(kind):
+            out += bytes([1 if v else 0])
+        elif pa.types.is_decimal(kind):
+            out += (0 if v is None else int(v.scaleb(18))).to_bytes(16, "little", signed=True)
+        elif pa.types.is_timestamp(kind):
+            out += (0 if v is None else (v - EPOCH) // dt.timedelta(microseconds=1)).to_bytes(
+                8, "little", signed=True
+            )
+        else:
+            out += (v or 0).to_bytes(8, "little", signed=True)
+    return out
 
 
-def test_checksum_is_the_documented_sha256_of_sorted_row_texts() -> None:
+def test_checksum_is_the_documented_sha256_of_the_sorted_columns() -> None:
     data = rows(500)
-    texts = sorted("\x1f".join(text(v) for v in r.values()).encode() for r in data.to_pylist())
-    lengths = b"".join(len(t).to_bytes(8, "little") for t in texts)
-    assert table.checksum(data) == "sha256:" + hashlib.sha256(lengths + b"".join(texts)).hexdigest()
+    names = data.column_names
+    ordered = sorted(
+        data.to_pylist(), key=lambda r: tuple((r[n] is None, 0 if r[n] is None else r[n]) for n in names)
+    )
+    digest = hashlib.sha256()
+    for field in data.schema:
+        digest.update(column_bytes([r[field.name] for r in ordered], field.type))
+    assert table.checksum(data) == "sha256:" + digest.hexdigest()
 
 
 def test_checksum_ignores_order_chunks_and_slices_but_not_content() -> None:
@@ -79,7 +100,7 @@ def test_checksum_like_keeps_the_old_format_for_ranges_rolled_before_it() -> Non
     data = rows(300)
     total = sum(
         int.from_bytes(hashlib.blake2b(t, digest_size=8).digest(), "big")
-        for t in ("\x1f".join(text(v, old=True) for v in r.values()).encode() for r in data.to_pylist())
+        for t in ("\x1f".join(old_text(v) for v in r.values()).encode() for r in data.to_pylist())
     )
     old = f"{total % 2**64:016x}"
     assert table.checksum_like(data, old) == old

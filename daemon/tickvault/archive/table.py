@@ -16,7 +16,6 @@ Everything here is synchronous (pyiceberg is): the roller calls it in a worker t
 
 from __future__ import annotations
 
-import array
 import hashlib
 import os
 import sys
@@ -193,26 +192,28 @@ def files_in(table: Table, where: BooleanExpression, snapshot_id: int) -> tuple[
 
 def checksum(data: pa.Table) -> str:
     """An order-independent checksum of the rows, `"sha256:"` + 64 hex digits, computed in C
-    (pyarrow kernels and one hashlib call) without a Python loop over rows; equal row sets
-    give equal checksums however the rows are ordered or chunked. Duplicate rows count twice.
+    (pyarrow kernels and hashlib) without a Python loop over rows: equal row sets give equal
+    checksums however the rows are ordered or chunked; duplicate rows count twice.
 
-    What is hashed: each row's canonical text — its columns in table order joined by 0x1F,
-    nulls as `\\N`, times as epoch microseconds, decimals as their unscaled integer at the
-    column's scale (value x 10**18: 1.5 is `1500000000000000000`), booleans as `true`/`false`,
-    integers and strings as they are — as UTF-8; the texts are sorted
-    bytewise; SHA-256 is taken of every text's byte length (8 bytes, little-endian unsigned)
-    in that order, followed by the texts themselves in that order. Without tickvault:
-    `rows = sorted(texts)`, then `sha256(b"".join(len(r).to_bytes(8, "little") for r in rows)
-    + b"".join(rows))`. Computed on the Arrow form, so the hot partition and the committed
-    cold rows are hashed alike. Ranges rolled before this format have a 16-hex-digit checksum
-    in `archive_log` (`checksum_like` recomputes either)."""
-    rows = _row_texts(data)
-    rows = rows.take(pc.sort_indices(rows))
-    lengths = pc.binary_length(rows).cast(pa.uint64())
-    digest = hashlib.sha256(_little_endian_u64(lengths))
-    offsets = memoryview(rows.buffers()[1]).cast("q")  # large_binary: 64-bit offsets
-    first, last = offsets[rows.offset], offsets[rows.offset + len(rows)]
-    digest.update(memoryview(rows.buffers()[2] or b"")[first:last])
+    What is hashed, to recompute it without tickvault: the rows sorted by every column in
+    table order, ascending, nulls last (strings bytewise); then SHA-256 over each column in
+    table order, each as one byte per row (1 for a value, 0 for null) followed by its values,
+    nulls as zeros, little-endian: integers and times (epoch microseconds) as 8 bytes signed,
+    decimals as 16 bytes of their unscaled two's-complement integer (value x 10**18 for
+    decimal(38, 18)), booleans as 1 byte 0/1, strings as one 8-byte unsigned byte length per
+    row followed by all the rows' UTF-8 bytes. Computed on the Arrow form, so the hot
+    partition and the committed cold rows are hashed alike. Ranges rolled before this format
+    have a 16-hex-digit checksum in `archive_log`; `checksum_like` recomputes either.
+    Raises TypeError for a column type the cold schema does not use."""
+    if sys.byteorder != "little":  # Arrow buffers are native-endian
+        raise NotImplementedError("the checksum reads Arrow buffers as little-endian")
+    digest = hashlib.sha256()
+    if data.num_columns:
+        keys = [(name, "ascending") for name in data.column_names]
+        order = pc.sort_indices(data, sort_keys=keys)  # nulls last
+        for column in data.columns:
+            for part in _column_bytes(column.take(order).combine_chunks()):
+                digest.update(part)
     return CHECKSUM_PREFIX + digest.hexdigest()
 
 
@@ -222,55 +223,43 @@ def checksum_like(data: pa.Table, logged: str) -> str:
     return checksum(data) if logged.startswith(CHECKSUM_PREFIX) else _checksum_v1(data)
 
 
-def _row_texts(data: pa.Table, unscaled: bool = True) -> pa.LargeBinaryArray:
-    """Each row's canonical text (see `checksum`), as one array with 64-bit offsets;
-    `unscaled=False`: decimals as Arrow prints them, the old format's text."""
-    if data.num_columns == 0:
-        return pa.array([b""] * data.num_rows, pa.large_binary())
-    texts = []
-    for column in data.columns:
-        if pa.types.is_timestamp(column.type):
-            column = column.cast(pa.int64())
-        elif unscaled and pa.types.is_decimal(column.type):
-            column = _unscaled(column)
-        texts.append(pc.fill_null(column.cast(pa.string()), _NULL))
-    joined = pc.binary_join_element_wise(*texts, _SEPARATOR)
-    combined: pa.LargeBinaryArray = joined.cast(pa.large_binary()).combine_chunks()
-    return combined
-
-
-def _unscaled(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Decimals as their unscaled integers (the same bytes read at scale 0): exact, and never
-    in the exponent notation Arrow prints small decimals in."""
-    precision = column.type.precision
-    if isinstance(column.type, pa.Decimal256Type):
-        as_integers = pa.decimal256(precision, 0)
+def _column_bytes(array: pa.Array) -> list[memoryview]:
+    """One column's bytes as `checksum` hashes them."""
+    valid = pc.is_valid(array).cast(pa.uint8())
+    parts = [_values(valid, 1)]
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        texts = pc.fill_null(array, "").cast(pa.large_string())
+        parts.append(_values(pc.binary_length(texts).cast(pa.uint64()), 8))
+        offsets = _values(texts, 8, buffer=1, extra=1).cast("q")
+        parts.append(memoryview(texts.buffers()[2] or b"")[offsets[0] : offsets[-1]])
+    elif pa.types.is_decimal128(kind):
+        parts.append(_values(pc.fill_null(array, pa.scalar(0, pa.int64()).cast(kind)), 16))
+    elif pa.types.is_boolean(kind):
+        parts.append(_values(pc.fill_null(array, False).cast(pa.uint8()), 1))
+    elif pa.types.is_timestamp(kind) or pa.types.is_integer(kind):
+        parts.append(_values(pc.fill_null(array.cast(pa.int64()), 0), 8))
     else:
-        column = column.cast(pa.decimal128(precision, column.type.scale))  # a no-op for the cold type
-        as_integers = pa.decimal128(precision, 0)
-    return pa.chunked_array(
-        [
-            pa.Array.from_buffers(as_integers, len(c), c.buffers(), c.null_count, c.offset)
-            for c in column.chunks
-        ],
-        as_integers,
-    )
+        raise TypeError(f"no checksum for column type {kind}")
+    return parts
 
 
-def _little_endian_u64(values: pa.UInt64Array) -> bytes:
-    raw = memoryview(values.buffers()[1] or b"")[values.offset * 8 : (values.offset + len(values)) * 8]
-    if sys.byteorder == "little":
-        return raw.tobytes()
-    swapped = array.array("Q", raw.tobytes())
-    swapped.byteswap()
-    return swapped.tobytes()
+def _values(array: pa.Array, width: int, buffer: int = 1, extra: int = 0) -> memoryview:
+    """The `width`-byte slots of `array`'s buffer `buffer` that belong to its rows (`extra`
+    more: offsets have one slot more than rows)."""
+    start = array.offset * width
+    return memoryview(array.buffers()[buffer] or b"")[start : start + (len(array) + extra) * width]
 
 
 def _checksum_v1(data: pa.Table) -> str:
     """The checksum of ranges rolled before `checksum`'s format: the sum mod 2**64 of a
-    64-bit BLAKE2b of each row's canonical text, as 16 hex digits (a Python loop per row)."""
-    total = sum(
-        int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big")
-        for row in _row_texts(data, unscaled=False).to_pylist()
-    )
+    64-bit BLAKE2b of each row's canonical text (columns joined by 0x1F, nulls as \\N, times
+    as epoch microseconds, decimals as Arrow prints them), as 16 hex digits."""
+    texts = []
+    for column in data.columns:
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        texts.append(pc.fill_null(column.cast(pa.string()), _NULL))
+    rows = pc.binary_join_element_wise(*texts, _SEPARATOR).cast(pa.binary()).to_pylist() if texts else []
+    total = sum(int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big") for row in rows)
     return f"{total % 2**64:016x}"
