@@ -181,14 +181,14 @@ async def read(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # the text _parse expects, whatever the connection's settings
             await conn.execute("SET LOCAL timezone = 'UTC'; SET LOCAL datestyle = 'ISO'")
-            seen = await fingerprint(conn, schema, partition)
             query = f"SELECT {_select(cols)} FROM {schema}.{partition.name}"  # noqa: S608
             await conn.copy_from_query(query, output=stream.put, format="csv")
+            stream.end()  # the parser finishes while PostgreSQL fingerprints the same snapshot
+            seen = await fingerprint(conn, schema, partition)
     except BaseException:
         stream.end()
         await asyncio.gather(parsed, return_exceptions=True)  # ends on the truncated text: moot
         raise
-    stream.end()
     return await parsed, seen
 
 
@@ -207,6 +207,7 @@ class _Stream(io.RawIOBase):
         self._chunks.put(chunk)
 
     def end(self) -> None:
+        """No more chunks; a second call changes nothing."""
         self._chunks.put(None)
 
     def readable(self) -> bool:
