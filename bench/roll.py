@@ -1,22 +1,25 @@
 """Roll benchmark: how close does the roller get to reading a partition and writing Parquet?
 
-    python bench/roll.py [--days D] [--symbols S] [--dsn DSN] [--seed N]
+    python bench/roll.py [--days D] [--symbols S] [--busy-days E] [--ingest-messages N]
+                         [--dsn DSN] [--redis-url URL] [--seed N]
 
 One run, in order (bench/README.md explains every number):
-1. load D days x S symbols of 1m klines (default 30 x 200 = 8,640,000 rows) with text COPY
-   into the klines table of a migrated scratch database, one native 1-day partition per day;
-2. limit, per partition: `COPY (SELECT … FROM <partition>) TO STDOUT` (CSV, the columns the
-   roller reads) timed, then the same rows as Arrow (parsed outside the timing) written with
-   a plain `pyarrow.parquet.write_table` (zstd) timed; the limit is the sum of the two;
-3. tickvault: `tickvault.archive.roller.roll` of the same partitions (read, sort, Iceberg
-   overwrite, read-back verify, archive_log row, drop), timed as a whole; then the cold
-   table's row count is checked against what was loaded.
+1. load D + E days x S symbols of 1m klines (default 30 x 200 = 8,640,000 rows, plus E = 1
+   day) with text COPY into the klines table of a migrated scratch database, one native
+   1-day partition per day;
+2. limit, per partition of the first D days: `COPY (SELECT … FROM <partition>) TO STDOUT`
+   (CSV, the columns the roller reads) timed, then the same rows as Arrow (parsed outside the
+   timing) written with a plain `pyarrow.parquet.write_table` (zstd) timed; the limit is the
+   sum of the two;
+3. tickvault: `tickvault.archive.roller.roll` of those D partitions (read, sort, Iceberg
+   overwrite, read-back verify, archive_log row, drop), timed as a whole;
+4. the daemon's ingest rate through Redis Streams, alone and while its own roller rolls the
+   E partitions left (bench/roll_ingest.py; N messages each, default 500,000; N = 0 skips);
+   then the cold table's row count is checked against what was loaded.
 
-Not measured: the daemon's ingest rate while a roll runs.
-
-Everything it creates — the scratch database `tickvault_bench_<token>` and a temporary
-directory for the Parquet files and the cold tier — is removed at the end, also after an
-error or Ctrl-C.
+Everything it creates — the scratch database `tickvault_bench_<token>`, its streams, and a
+temporary directory for the Parquet files and the cold tier — is removed at the end, also
+after an error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pyarrow.parquet as pq
+import redis.asyncio as aioredis
 
 import runner
+from roll_ingest import Ingest, IngestRun
 from runner import BenchError
 from tickvault.archive import hot, roller, table
 from tickvault.errors import TickvaultError
@@ -139,7 +144,12 @@ async def limit(conn: asyncpg.Connection, parts: Sequence[hot.Partition], scratc
 
 
 def print_results(
-    n_rows: int, n_parts: int, lim: Limit, roll_s: float, outcomes: list[roller.Outcome]
+    n_rows: int,
+    n_parts: int,
+    lim: Limit,
+    roll_s: float,
+    outcomes: list[roller.Outcome],
+    ingested: tuple[IngestRun, IngestRun] | None,
 ) -> None:
     cold_bytes = sum(o.bytes for o in outcomes)
     limit_rows_s, roll_rows_s = n_rows / lim.total_s, n_rows / roll_s
@@ -156,6 +166,17 @@ def print_results(
          f"= {roll_rows_s / limit_rows_s:.2f} x limit (target >= 0.5)"),
         ("roll: cold files", f"{sum(o.files for o in outcomes)} files, {cold_bytes / MB:,.1f} MB"),
     ]  # fmt: skip
+    if ingested is not None:
+        alone, busy = ingested
+        bound = " (backlog drained before the roll ended: a lower bound)" if busy.drained_early else ""
+        lines += [
+            ("daemon ingest, alone",
+             f"{alone.rows_s:,.0f} rows/s ({alone.rows:,} klines in {alone.window_s:.1f}s)"),
+            ("daemon ingest, while its roller runs",
+             f"{busy.rows_s:,.0f} rows/s = {busy.rows_s / alone.rows_s:.2f} x alone "
+             f"({busy.rows:,} klines in {busy.window_s:.1f}s){bound}"),
+            ("the daemon's roll", f"done {busy.roll_done_s:.1f}s after the daemon was started"),
+        ]  # fmt: skip
     width = max(len(k) for k, _ in lines)
     print("\nresults (MB/s: the partitions' CSV text over the time)")
     for key, value in lines:
@@ -168,6 +189,7 @@ class Bench:
     token: str = field(default_factory=lambda: secrets.token_hex(4))
     database: str | None = None  # set once we may have created it
     scratch: Path | None = None
+    ingest: Ingest | None = None
 
     async def main(self) -> None:
         a = self.args
@@ -183,39 +205,57 @@ class Bench:
             log={"level": "WARNING"},
         )  # fmt: skip
         self.database = name  # from here on, cleanup drops it
-        print(f"scratch database {name}, {a.days} days x {a.symbols} symbols of 1m klines")
+        print(f"scratch database {name}, {a.days} + {a.busy_days} days x {a.symbols} symbols of 1m klines")
         await migrate.upgrade(settings.postgres)
         today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        first_day = today - dt.timedelta(days=a.days + 2)
+        first_day = today - dt.timedelta(days=a.days + a.busy_days + 2)
         conn = await asyncpg.connect(settings.postgres.dsn.get_secret_value())
         try:
-            n_rows = await load(conn, first_day, a.days, a.symbols, a.seed)
+            await load(conn, first_day, a.days + a.busy_days, a.symbols, a.seed)
             parts = await hot.NativePartitions(SCHEMA, 1).old(
-                conn, KLINES, today - dt.timedelta(days=1), adopt=False
+                conn, KLINES, first_day + dt.timedelta(days=a.days), adopt=False
             )
             lim = await limit(conn, parts, self.scratch)
         finally:
             await conn.close()
-        outcomes, roll_s = await self.roll(settings)
-        print_results(n_rows, len(parts), lim, roll_s, outcomes)
+        outcomes, roll_s = await self.roll(settings, first_day + dt.timedelta(days=a.days))
+        ingested = await self.ingest_phases(settings) if a.ingest_messages else None
+        await self.check_cold(settings, a.days + (a.busy_days if ingested else 0))
+        print_results(a.days * a.symbols * 1440, len(parts), lim, roll_s, outcomes, ingested)
 
-    async def roll(self, settings: Settings) -> tuple[list[roller.Outcome], float]:
+    async def roll(self, settings: Settings, now: dt.datetime) -> tuple[list[roller.Outcome], float]:
+        """Roll the partitions ending by `now` (the first --days), timed."""
         started = time.perf_counter()
-        outcomes = await roller.roll(settings, older_than_s=86_400, tables=["klines"])
+        outcomes = await roller.roll(settings, older_than_s=0, tables=["klines"], now=now)
         roll_s = time.perf_counter() - started
-        if outcomes is None or {o.status for o in outcomes} != {"rolled"}:
+        if outcomes is None or {o.status for o in outcomes} != {"rolled"} or len(outcomes) != self.args.days:
             raise BenchError(f"the roll did not roll every partition: {outcomes}")
+        return outcomes, roll_s
+
+    async def ingest_phases(self, settings: Settings) -> tuple[IngestRun, IngestRun]:
+        a = self.args
+        self.ingest = Ingest(settings.postgres.dsn.get_secret_value(), a.redis_url, self.token, SCHEMA)
+        print(f"daemon ingest of {a.ingest_messages:,} klines, alone")
+        alone = await self.ingest.alone(a.ingest_messages, a.seed)
+        print(f"daemon ingest of {a.ingest_messages:,} klines while its roller rolls {a.busy_days} days")
+        busy = await self.ingest.while_rolling(
+            a.ingest_messages, a.seed, settings.archive.root, rolls=a.busy_days
+        )
+        return alone, busy
+
+    async def check_cold(self, settings: Settings, days: int) -> None:
         catalog = table.open_catalog(settings)
         try:
             cold = catalog.load_table(f"{SCHEMA}.klines").scan().to_arrow().num_rows
         finally:
             table.close_catalog(catalog)
-        expected = self.args.days * self.args.symbols * 1440
-        if cold != expected or sum(o.rows for o in outcomes) != expected:
-            raise BenchError(f"the cold table holds {cold} rows, {expected} were loaded")
-        return outcomes, roll_s
+        expected = days * self.args.symbols * 1440
+        if cold != expected:
+            raise BenchError(f"the cold table holds {cold} rows, {expected} were rolled")
 
     async def cleanup(self) -> None:
+        if self.ingest is not None:
+            await self.ingest.cleanup()
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
         if not self.database:
@@ -240,15 +280,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="PostgreSQL server; its database is only used to create and drop the scratch database",
     )  # fmt: skip
+    p.add_argument(
+        "--busy-days",
+        type=int,
+        default=1,
+        help="days loaded after --days, rolled by the daemon's roller while it ingests (default 1)",
+    )
+    p.add_argument(
+        "--ingest-messages",
+        type=int,
+        default=500_000,
+        help="klines the daemon ingests alone, then again while rolling (default 500,000; 0 skips)",
+    )
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args(argv)
-    if args.days < 1 or args.symbols < 1:
-        p.error("--days and --symbols must be at least 1")
+    if args.days < 1 or args.symbols < 1 or args.busy_days < 1 or args.ingest_messages < 0:
+        p.error("--days, --symbols and --busy-days must be at least 1, --ingest-messages at least 0")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runner.run(Bench(parse_args(argv)), (TickvaultError, asyncpg.PostgresError, OSError))
+    failures = (TickvaultError, asyncpg.PostgresError, aioredis.RedisError, OSError)
+    return runner.run(Bench(parse_args(argv)), failures)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import queue
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,59 +150,114 @@ async def columns(conn: asyncpg.Connection, schema: str, table: str) -> tuple[Co
 
 
 async def fingerprint(conn: asyncpg.Connection, partition: Partition) -> str:
-    """Row count and a sum of row hashes, computed by PostgreSQL: cheap enough to repeat
-    under a lock, to see that nothing changed since the read."""
+    """`"<rows>:<sum>"`: the partition's row count and the sum of a 64-bit hash of each row
+    version's identity (its `ctid`, seeded with its `xmin`), as PostgreSQL sees them in the
+    caller's snapshot. Taken with the read and again under the lock before the drop: equal
+    values mean no row was inserted, updated or deleted in between.
+
+    Why the identity suffices, without hashing the values (a tenth of the cost, no row is
+    rendered as text): PostgreSQL never changes a row in place. An INSERT, and an UPDATE
+    (also `ON CONFLICT DO UPDATE`, even one that only raises a version column), writes a new
+    row version whose `xmin` is its writer's transaction id; a writer that commits after the
+    read snapshot is not one whose rows that snapshot sees, so the new version's (ctid, xmin)
+    pair is one the read did not count. A DELETE (or the old side of an UPDATE) removes a pair
+    the read counted. Pairs are unique among live versions (a ctid holds one version at a
+    time), so any committed change alters the set of pairs, and then the sum, except by a
+    64-bit hash collision. An `ON CONFLICT … DO UPDATE … WHERE` that matches nothing, and
+    `SELECT … FOR UPDATE`, write no version and change no data. Freezing keeps the `xmin`
+    that the system column shows (PostgreSQL ≥ 9.4 sets a flag bit instead of overwriting it;
+    see "Routine Vacuuming" in its documentation), and pruning moves no live version's ctid.
+    What rewrites the table without changing data (VACUUM FULL, CLUSTER) changes every ctid:
+    a false alarm, so the partition is kept and the next round rolls it. A 32-bit `xmin` can
+    repeat only after about 4 billion transactions, never within one roll."""
     value: str = await conn.fetchval(
-        "SELECT count(*)::text || ':' || coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "  # noqa: S608
-        f"FROM {partition.relation} t"
+        "SELECT count(*)::text || ':' || coalesce(sum(hashtidextended(ctid, xmin::text::bigint)), 0)::text "  # noqa: S608
+        f"FROM {partition.relation}"
     )
     return value
 
 
 def _select(cols: Sequence[Column]) -> str:
-    exprs = []
-    for c in cols:
-        if c.kind == "time":  # exact: extract(epoch) is numeric
-            exprs.append(f'(extract(epoch FROM "{c.name}") * 1000000)::bigint')
-        else:
-            exprs.append(f'"{c.name}"::text' if c.kind == "text" else f'"{c.name}"')
-    return ", ".join(exprs)
+    """The read's select list: each column as PostgreSQL prints it (times in ISO 8601 in UTC
+    with microseconds, decimals positional: both exact), uuids as text."""
+    return ", ".join(f'"{c.name}"::text' if c.kind == "text" else f'"{c.name}"' for c in cols)
 
 
 async def read(
     conn: asyncpg.Connection, partition: Partition, cols: Sequence[Column]
 ) -> tuple[pa.Table, str]:
-    """The partition's rows as Arrow (the cold schema; decimals parsed from their text, never
-    through float) and their fingerprint, both from one snapshot."""
-    chunks: list[bytes] = []
+    """The partition's rows as Arrow (the cold schema; decimals and times parsed from their
+    text, never through float) and their fingerprint, both from one snapshot. A worker thread
+    parses COPY's output while PostgreSQL still sends it. Raises what asyncpg raises, or
+    pyarrow.ArrowInvalid for text the cold schema cannot hold."""
+    stream = _Stream()
+    parsed = asyncio.ensure_future(asyncio.to_thread(_parse, stream, cols))
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            # the text _parse expects, whatever the connection's settings
+            await conn.execute("SET LOCAL timezone = 'UTC'; SET LOCAL datestyle = 'ISO'")
+            query = f"SELECT {_select(cols)} FROM {partition.relation}"  # noqa: S608
+            await conn.copy_from_query(query, output=stream.put, format="csv")
+            stream.end()  # the parser finishes while PostgreSQL fingerprints the same snapshot
+            seen = await fingerprint(conn, partition)
+    except BaseException:
+        stream.end()
+        await asyncio.gather(parsed, return_exceptions=True)  # ends on the truncated text: moot
+        raise
+    return await parsed, seen
 
-    async def sink(chunk: bytes) -> None:
-        chunks.append(chunk)
 
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        seen = await fingerprint(conn, partition)
-        query = f"SELECT {_select(cols)} FROM {partition.relation}"  # noqa: S608
-        await conn.copy_from_query(query, output=sink, format="csv")
-    return await asyncio.to_thread(_parse, b"".join(chunks), cols), seen
+class _Stream(io.RawIOBase):
+    """COPY's output chunks as a file that a parser thread reads while they arrive: `put`
+    (on the event loop) never blocks, `readinto` (in the thread) waits for the next chunk,
+    and returns 0 (end of file) after `end`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._left = memoryview(b"")
+        self._ended = False
+
+    async def put(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def end(self) -> None:
+        """No more chunks; a second call changes nothing."""
+        self._chunks.put(None)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            if self._ended:
+                return 0
+            chunk = self._chunks.get()
+            self._ended = chunk is None
+            self._left = memoryview(chunk or b"")
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
 
 
-def _parse(data: bytes, cols: Sequence[Column]) -> pa.Table:
+def _parse(data: bytes | io.RawIOBase, cols: Sequence[Column]) -> pa.Table:
+    """COPY's CSV (as `read` asks for it), bytes or a file, as Arrow in the cold schema."""
     schema = arrow_schema(cols)
-    if not data:
+    source = io.BufferedReader(data, 1 << 20) if isinstance(data, io.RawIOBase) else io.BytesIO(data)
+    if not (source.peek(1) if isinstance(source, io.BufferedReader) else data):
         return schema.empty_table()
-    as_read = {c.name: pa.int64() if c.kind == "time" else schema.field(c.name).type for c in cols}
-    table = pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=[c.name for c in cols]),
+    return pacsv.read_csv(
+        source,
+        read_options=pacsv.ReadOptions(column_names=schema.names),
         convert_options=pacsv.ConvertOptions(
-            column_types=as_read,
+            column_types=schema,
             true_values=["t"],
             false_values=["f"],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,  # PostgreSQL quotes an empty string, never NULL
         ),
     )
-    return table.cast(schema)
 
 
 def _records(data: pa.Table, names: Sequence[str]) -> list[tuple[Any, ...]]:

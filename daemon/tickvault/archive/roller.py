@@ -6,12 +6,14 @@ through `chunks.TimescaleChunks`; all steps idempotent):
    that arrived after an earlier roll and now sit in a re-created partition), they are
    loaded back into the hot partition under the ingest rules (`hot.reload`), so PostgreSQL
    applies the one set of conflict rules.
-2. Read the partition into Arrow, and its fingerprint (count and sum of row hashes), from
-   one snapshot.
+2. Read the partition into Arrow, and its fingerprint (row count and a sum of hashes of
+   the row versions' identities, `hot.fingerprint`), from one snapshot.
 3. Overwrite the range in the Iceberg table with those rows: one atomic commit that
    replaces whatever the range held, so a repeated roll never adds a second copy.
-4. Verify: read back what that snapshot holds for the range and compare row count and
-   checksum (`table.checksum`, computed alike on both sides) with what was read.
+4. Verify: read back what that snapshot holds for the range; its row count must equal what
+   was read, and its rows, sorted by the key, must equal them value for value (else their
+   order-independent checksums, `table.checksum`, must be equal). The partition's checksum
+   goes to `archive_log`.
 5. In one PostgreSQL transaction: lock T (ACCESS EXCLUSIVE, bounded by
    `archive.lock_timeout_s`), check the partition's fingerprint is unchanged — a late row
    written after step 2 would otherwise be dropped unarchived; if it changed, nothing is
@@ -40,6 +42,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
@@ -271,7 +274,7 @@ async def _roll_one(
     if data.num_rows or earlier.num_rows:
         data = table.sort(data, p.table.name)
         snapshot_id = await asyncio.to_thread(table.overwrite, cold, data, where)
-        digest = await asyncio.to_thread(_verify, cold, where, arrow, snapshot_id, data)
+        digest = await asyncio.to_thread(_verify, cold, where, arrow, snapshot_id, data, p.table.name)
         files, size = await asyncio.to_thread(table.files_in, cold, where, snapshot_id)
     await _drop(conn, settings, hot_side, p, seen, (files, data.num_rows, size, digest, snapshot_id))
     return Outcome(p, "rolled", data.num_rows, files, size, digest, earlier.num_rows)
@@ -292,18 +295,28 @@ async def _check_logged(
             raise scrub.ColdDataCorrupt(f"cold rows of the range differ from the archive log: {check.reason}")
 
 
-def _verify(cold: Table, where: BooleanExpression, arrow: pa.Schema, snapshot_id: int, data: pa.Table) -> str:
-    """The checksum of `data`, once the committed snapshot is shown to hold exactly it."""
-    back = table.read(cold, where, arrow, snapshot_id)
-    want = table.checksum(data)
-    if back.num_rows != data.num_rows:
-        raise VerifyFailed(
-            f"the cold table holds {back.num_rows} rows for the range, {data.num_rows} were written"
-        )
-    got = table.checksum(back)
-    if got != want:
-        raise VerifyFailed(f"checksum of the committed rows {got} differs from the partition's {want}")
-    return want
+def _verify(
+    cold: Table, where: BooleanExpression, arrow: pa.Schema, snapshot_id: int, data: pa.Table, name: str
+) -> str:
+    """The checksum of `data` (sorted by `name`'s key), once the committed snapshot is shown
+    to hold exactly it: the same row count, and the rows read back (sorted by the key unless
+    they came back in that order) equal to `data` value for value — or, should the key not
+    order them alike (duplicate keys), the same order-independent checksum. The checksum is
+    computed while the rows are read back. Raises VerifyFailed."""
+    with ThreadPoolExecutor(1, thread_name_prefix="tickvault-checksum") as pool:
+        want = pool.submit(table.checksum, data)
+        back = table.read(cold, where, arrow, snapshot_id)
+        if back.num_rows != data.num_rows:
+            raise VerifyFailed(
+                f"the cold table holds {back.num_rows} rows for the range, {data.num_rows} were written"
+            )
+        if not (back.equals(data) or table.sort(back, name).equals(data)):
+            got = table.checksum(back)
+            if got != want.result():
+                raise VerifyFailed(
+                    f"checksum of the committed rows {got} differs from the partition's {want.result()}"
+                )
+        return want.result()
 
 
 async def _drop(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
 _NULL: Final = "\\N"
 _SEPARATOR: Final = "\x1f"
 _DELETED: Final = 2  # a manifest entry's status: the file was removed in that snapshot
+CHECKSUM_PREFIX: Final = "sha256:"
 
 
 @dataclass(frozen=True)
@@ -253,18 +255,75 @@ def files_in(table: Table, where: BooleanExpression, snapshot_id: int) -> tuple[
 
 
 def checksum(data: pa.Table) -> str:
-    """An order-independent checksum of the rows: the sum mod 2**64 of a 64-bit BLAKE2b of each
-    row's canonical text (columns joined by 0x1F, nulls as \\N, times as epoch microseconds,
-    decimals at the table's fixed scale), as 16 hex digits. Computed on the Arrow form, so the
-    hot partition and the committed cold rows are hashed alike. Duplicate rows count twice."""
-    if data.num_rows == 0:
-        return f"{0:016x}"
+    """An order-independent checksum of the rows, `"sha256:"` + 64 hex digits, computed in C
+    (pyarrow kernels and hashlib) without a Python loop over rows: equal row sets give equal
+    checksums however the rows are ordered or chunked; duplicate rows count twice.
+
+    What is hashed, to recompute it without tickvault: the rows sorted by every column in
+    table order, ascending, nulls last (strings bytewise); then SHA-256 over each column in
+    table order, each as one byte per row (1 for a value, 0 for null) followed by its values,
+    nulls as zeros, little-endian: integers and times (epoch microseconds) as 8 bytes signed,
+    decimals as 16 bytes of their unscaled two's-complement integer (value x 10**18 for
+    decimal(38, 18)), booleans as 1 byte 0/1, strings as one 8-byte unsigned byte length per
+    row followed by all the rows' UTF-8 bytes. Computed on the Arrow form, so the hot
+    partition and the committed cold rows are hashed alike. Ranges rolled before this format
+    have a 16-hex-digit checksum in `archive_log`; `checksum_like` recomputes either.
+    Raises TypeError for a column type the cold schema does not use."""
+    if sys.byteorder != "little":  # Arrow buffers are native-endian
+        raise NotImplementedError("the checksum reads Arrow buffers as little-endian")
+    digest = hashlib.sha256()
+    if data.num_columns:
+        keys = [(name, "ascending") for name in data.column_names]
+        order = pc.sort_indices(data, sort_keys=keys)  # nulls last
+        for column in data.columns:
+            for part in _column_bytes(column.take(order).combine_chunks()):
+                digest.update(part)
+    return CHECKSUM_PREFIX + digest.hexdigest()
+
+
+def checksum_like(data: pa.Table, logged: str) -> str:
+    """The checksum of `data` in the format of `logged` (an `archive_log` checksum): the
+    current one, or the 16-hex-digit one of ranges rolled before it."""
+    return checksum(data) if logged.startswith(CHECKSUM_PREFIX) else _checksum_v1(data)
+
+
+def _column_bytes(array: pa.Array) -> list[memoryview]:
+    """One column's bytes as `checksum` hashes them."""
+    valid = pc.is_valid(array).cast(pa.uint8())
+    parts = [_values(valid, 1)]
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        texts = pc.fill_null(array, "").cast(pa.large_string())
+        parts.append(_values(pc.binary_length(texts).cast(pa.uint64()), 8))
+        offsets = _values(texts, 8, buffer=1, extra=1).cast("q")
+        parts.append(memoryview(texts.buffers()[2] or b"")[offsets[0] : offsets[-1]])
+    elif pa.types.is_decimal128(kind):
+        parts.append(_values(pc.fill_null(array, pa.scalar(0, pa.int64()).cast(kind)), 16))
+    elif pa.types.is_boolean(kind):
+        parts.append(_values(pc.fill_null(array, False).cast(pa.uint8()), 1))
+    elif pa.types.is_timestamp(kind) or pa.types.is_integer(kind):
+        parts.append(_values(pc.fill_null(array.cast(pa.int64()), 0), 8))
+    else:
+        raise TypeError(f"no checksum for column type {kind}")
+    return parts
+
+
+def _values(array: pa.Array, width: int, buffer: int = 1, extra: int = 0) -> memoryview:
+    """The `width`-byte slots of `array`'s buffer `buffer` that belong to its rows (`extra`
+    more: offsets have one slot more than rows)."""
+    start = array.offset * width
+    return memoryview(array.buffers()[buffer] or b"")[start : start + (len(array) + extra) * width]
+
+
+def _checksum_v1(data: pa.Table) -> str:
+    """The checksum of ranges rolled before `checksum`'s format: the sum mod 2**64 of a
+    64-bit BLAKE2b of each row's canonical text (columns joined by 0x1F, nulls as \\N, times
+    as epoch microseconds, decimals as Arrow prints them), as 16 hex digits."""
     texts = []
     for column in data.columns:
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.int64())
         texts.append(pc.fill_null(column.cast(pa.string()), _NULL))
-    joined = pc.binary_join_element_wise(*texts, _SEPARATOR).cast(pa.binary())  # UTF-8 bytes
-    blake2b = hashlib.blake2b
-    total = sum(int.from_bytes(blake2b(row, digest_size=8).digest(), "big") for row in joined.to_pylist())
+    rows = pc.binary_join_element_wise(*texts, _SEPARATOR).cast(pa.binary()).to_pylist() if texts else []
+    total = sum(int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big") for row in rows)
     return f"{total % 2**64:016x}"
