@@ -52,8 +52,8 @@ async def test_a_change_between_the_read_and_the_drop_keeps_the_partition(
     day2 = T0_MS + DAY_MS
     read = hot.read
 
-    async def read_then_change(conn: Any, schema: str, p: hot.Partition, cols: Any) -> Any:
-        result = await read(conn, schema, p, cols)
+    async def read_then_change(conn: Any, p: hot.Partition, cols: Any) -> Any:
+        result = await read(conn, p, cols)
         if p.start.day == 2:
             await _change(env, settings, p.name, change, day2)
         return result
