@@ -47,7 +47,7 @@ class TimescaleChunks:
             cutoff,
         )
         return [
-            Partition(table, r["chunk_name"], r["range_start"], r["range_end"], r["chunk_schema"])
+            Partition(table, r["chunk_name"], r["range_start"], r["range_end"], r["chunk_schema"], False)
             for r in rows
         ]
 

@@ -57,6 +57,9 @@ class Partition:
     start: dt.datetime
     end: dt.datetime
     schema: str
+    # whether its rows have a stable identity (ctid, xmin) to fingerprint: not so for a
+    # TimescaleDB chunk, whose rows may be compressed (then only `tableoid` is readable)
+    row_identity: bool = True
 
     def __post_init__(self) -> None:
         for part in (self.schema, self.name):
@@ -169,10 +172,18 @@ async def fingerprint(conn: asyncpg.Connection, partition: Partition) -> str:
     see "Routine Vacuuming" in its documentation), and pruning moves no live version's ctid.
     What rewrites the table without changing data (VACUUM FULL, CLUSTER) changes every ctid:
     a false alarm, so the partition is kept and the next round rolls it. A 32-bit `xmin` can
-    repeat only after about 4 billion transactions, never within one roll."""
+    repeat only after about 4 billion transactions, never within one roll.
+
+    A TimescaleDB chunk (`row_identity` false) may be compressed, and then shows no `ctid` or
+    `xmin`: its rows are fingerprinted by a hash of their text, the values themselves, which
+    any insert, update or delete changes just as well, at ten times the cost."""
+    row_hash = (
+        "hashtidextended(ctid, xmin::text::bigint)"
+        if partition.row_identity
+        else "hashtextextended(t::text, 0)::numeric"  # the row's values: compressed rows have no ctid
+    )
     value: str = await conn.fetchval(
-        "SELECT count(*)::text || ':' || coalesce(sum(hashtidextended(ctid, xmin::text::bigint)), 0)::text "  # noqa: S608
-        f"FROM {partition.relation}"
+        f"SELECT count(*)::text || ':' || coalesce(sum({row_hash}), 0)::text FROM {partition.relation} t"  # noqa: S608
     )
     return value
 

@@ -330,6 +330,8 @@ async def _drop(
     schema = settings.postgres.schema_name
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{int(settings.archive.lock_timeout_s * 1000)}ms'")
+        # as at the read: a fingerprint of row text must see times printed alike
+        await conn.execute("SET LOCAL timezone = 'UTC'; SET LOCAL datestyle = 'ISO'")
         await conn.execute(f"LOCK TABLE {schema}.{p.table.name} IN ACCESS EXCLUSIVE MODE")
         now = await hot.fingerprint(conn, p)
         if now != seen:
