@@ -26,9 +26,10 @@ import pyarrow as pa
 
 from tickvault import decimals
 from tickvault.errors import TickvaultError
+from tickvault.reads.args import parse_time
 from tickvault.records import INTERVALS, BotState, dump_json
 from tickvault.settings import Settings
-from tickvault.vault import MAX_DISTINCT, Vault, parse_time
+from tickvault.vault import MAX_DISTINCT, Vault
 
 # what `query` prints, singular and plural
 NOUNS: Final = {
