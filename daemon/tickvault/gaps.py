@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tickvault.query import DEFAULT_INTERVAL, close_matches, count, print_rows, time_arg
+from tickvault.output import print_rows
+from tickvault.query import DEFAULT_INTERVAL, close_matches, count, time_arg
 from tickvault.records import INTERVALS
 from tickvault.settings import Settings
 from tickvault.vault import Vault

@@ -6,29 +6,31 @@ empty result is an error (exit 1) only when nothing at all is stored for the kli
 or for an --exchange/--symbol/--bot-id value; the message then names close matches. An
 empty window of a stored series prints nothing and reports `0 klines`.
 
-Output: an aligned table, CSV with a header, or JSON Lines. Decimals print in their
-canonical form (tickvault.decimals: exact, positional, trailing zeros removed) in all three,
-as JSON numbers in JSON Lines; timestamps as ISO 8601 in UTC with `Z`.
+Rows are read in pages of PAGE_ROWS (by time: a page ends before its last instant, which
+starts the next page, so no row is skipped or repeated) and written as they come (`output`),
+so output of millions of rows takes bounded memory. Formats and the `--output` file: see
+tickvault.output.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import difflib
 import sys
-from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tickvault import decimals
 from tickvault.errors import TickvaultError
+from tickvault.output import FORMATS, Output
+from tickvault.reads.args import parse_time
+from tickvault.reads.columns import SPECS
 from tickvault.records import INTERVALS, BotState, dump_json
 from tickvault.settings import Settings
-from tickvault.vault import MAX_DISTINCT, Vault, parse_time
+from tickvault.vault import MAX_DISTINCT, Vault
 
 # what `query` prints, singular and plural
 NOUNS: Final = {
@@ -39,13 +41,16 @@ NOUNS: Final = {
 }
 DEFAULT_INTERVAL: Final = "1m"
 # the options each kind takes (klines also needs --exchange and --symbol)
-OPTIONS: Final = ("exchange", "symbol", "interval", "bot_id", "start", "end", "limit")
+OPTIONS: Final = ("exchange", "symbol", "symbols", "interval", "bot_id", "start", "end", "limit", "columns")
+_SERIES: Final = frozenset({"exchange", "symbol", "symbols", "start", "end", "limit", "columns"})
 ALLOWED: Final = {
-    "klines": frozenset({"exchange", "symbol", "interval", "start", "end", "limit"}),
-    "orders": frozenset({"exchange", "symbol", "bot_id", "start", "end", "limit"}),
-    "fills": frozenset({"exchange", "symbol", "bot_id", "start", "end", "limit"}),
+    "klines": _SERIES | {"interval"},
+    "orders": _SERIES | {"bot_id"},
+    "fills": _SERIES | {"bot_id"},
     "bot_state": frozenset({"bot_id"}),
 }
+PAGE_ROWS: Final = 50_000
+EARLIEST: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # tickvault.timestamps' lower bound
 
 
 def count(n: int, singular: str, plural: str | None = None) -> str:
@@ -81,7 +86,10 @@ def add_arguments(query: argparse.ArgumentParser) -> None:
     """The `query` sub-parser's arguments; malformed values are usage errors (exit 2)."""
     query.add_argument("what", choices=list(NOUNS))
     query.add_argument("--exchange", help="klines (required), orders, fills")
-    query.add_argument("--symbol", help="klines (required), orders, fills")
+    query.add_argument("--symbol", help="klines (this or --symbols required), orders, fills")
+    query.add_argument(
+        "--symbols", type=comma_list, metavar="A,B", help="several symbols instead of --symbol"
+    )
     query.add_argument(
         "--interval", choices=INTERVALS, metavar="INTERVAL",
         help=f"klines only: one of {' '.join(INTERVALS)} (default: {DEFAULT_INTERVAL})",
@@ -90,53 +98,119 @@ def add_arguments(query: argparse.ArgumentParser) -> None:
     query.add_argument("--start", type=time_arg, help="inclusive; ISO-8601 with offset or epoch ms")
     query.add_argument("--end", type=time_arg, help="exclusive; ISO-8601 with offset or epoch ms")
     query.add_argument("--limit", type=positive_int, help="at most this many rows (klines: the latest ones)")
-    query.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
+    query.add_argument("--columns", type=comma_list, metavar="A,B", help="only these columns, in this order")
+    query.add_argument(
+        "--format", choices=FORMATS, default="table",
+        help="table (aligned per block of rows), csv, jsonl, or parquet (needs --output)",
+    )  # fmt: skip
+    query.add_argument(
+        "--output", metavar="FILE", help="write to FILE (complete, or not at all) instead of stdout"
+    )
 
 
 def usage_problem(args: argparse.Namespace) -> str | None:
     """What the arguments lack, or give that their kind does not take; None if nothing."""
-    if args.what == "klines" and not (args.exchange and args.symbol):
-        return "query klines needs --exchange and --symbol"
+    if args.what == "klines" and not (args.exchange and (args.symbol or args.symbols)):
+        return "query klines needs --exchange and --symbol (or --symbols)"
+    if args.symbol and args.symbols:
+        return "give --symbol or --symbols, not both"
+    if args.format == "parquet" and not args.output:
+        return "--format parquet needs --output FILE"
     extra = [f"--{o.replace('_', '-')}" for o in OPTIONS if o not in ALLOWED[args.what] and getattr(args, o)]
     if not extra:
         return None
     return f"{join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to {args.what}"
 
 
+def comma_list(text: str) -> list[str]:
+    """argparse type: `A,B` → ["A", "B"] (blanks dropped; at least one)."""
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return values
+
+
 async def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Print the rows, and their count on stderr."""
-    async with Vault.connect(settings) as vault:
-        columns, rows = await _fetch(vault, args)
-        if not rows:
-            await _check_known(vault, args)
-    print_rows(columns, rows, args.format)
-    print(count(len(rows), *NOUNS[args.what]), file=sys.stderr)
+    """Write the rows, and their count on stderr. A failure after some rows were printed is
+    still one error line and exit 1 (a file is then not written at all)."""
+    out = Output(args.format, args.output)
+    total, schema = 0, None
+    try:
+        async with Vault.connect(settings) as vault:
+            if args.what == "bot_state":
+                total = await _bot_states(vault, args, out)
+            async for block in _blocks(vault, args):
+                out.write(block)
+                total, schema = total + block.num_rows, block.schema
+            if total == 0:
+                await _check_known(vault, args)
+    except BaseException:
+        out.abort()
+        raise
+    out.close(schema)
+    where = f" to {args.output}" if args.output else ""
+    print(count(total, *NOUNS[args.what]) + where, file=sys.stderr)
     return 0
 
 
-async def _fetch(vault: Vault, args: argparse.Namespace) -> tuple[list[str], list[dict[str, Any]]]:
-    window = {"start": args.start, "end": args.end, "limit": args.limit}
+async def _bot_states(vault: Vault, args: argparse.Namespace, out: Output) -> int:
+    """The newest state of each bot (or of --bot-id): records, the state an object (in
+    parquet, its JSON text)."""
+    states = await vault.bot_states(args.bot_id)
+    rows = [{c: getattr(s, c) for c in BotState.COLUMNS} for s in states]
+    if args.format == "parquet":
+        out.write(pa.Table.from_pylist([r | {"state": dump_json(r["state"])} for r in rows]))
+    else:
+        out.write_rows(BotState.COLUMNS, rows)
+    return len(rows)
+
+
+async def _read(vault: Vault, args: argparse.Namespace, **window: Any) -> pa.Table:
+    shared = {"symbols": args.symbols, "columns": window.pop("columns")}
+    if args.what == "klines":
+        interval = args.interval or DEFAULT_INTERVAL
+        return await vault.klines(args.exchange, args.symbol, interval, **window, **shared)
+    if args.what == "orders":
+        return await vault.orders(args.exchange, args.symbol, args.bot_id, **window, **shared)
+    return await vault.fills(args.exchange, args.symbol, args.bot_id, **window, **shared)
+
+
+async def _blocks(vault: Vault, args: argparse.Namespace) -> AsyncIterator[pa.Table]:
+    """The result in blocks of at most PAGE_ROWS rows (more only when one instant has more),
+    oldest first; `--columns` applied. Nothing for bot_state."""
+    if args.what == "bot_state":
+        return
     if args.what == "bot_state":
         states = await vault.bot_states(args.bot_id)
-        return list(BotState.COLUMNS), [{c: getattr(s, c) for c in BotState.COLUMNS} for s in states]
-    if args.what == "klines":
-        table = await vault.klines(args.exchange, args.symbol, args.interval or DEFAULT_INTERVAL, **window)
-    elif args.what == "orders":
-        table = await vault.orders(args.exchange, args.symbol, args.bot_id, **window)
-    else:
-        table = await vault.fills(args.exchange, args.symbol, args.bot_id, **window)
-    return table.column_names, rows_of(table)
-
-
-def rows_of(table: pa.Table) -> list[dict[str, Any]]:
-    """An Arrow result as dicts, decimals in canonical form (Arrow pads them to scale 18)."""
-    decimal_columns = [f.name for f in table.schema if pa.types.is_decimal(f.type)]
-    rows: list[dict[str, Any]] = table.to_pylist()
-    for row in rows:
-        for c in decimal_columns:
-            if row[c] is not None:
-                row[c] = decimals.canonical(row[c])
-    return rows
+        yield (
+            pa.Table.from_pylist(
+                [{c: (s.state if c == "state" else getattr(s, c)) for c in BotState.COLUMNS} for s in states]
+            )
+            if states
+            else pa.table({})
+        )
+        return
+    time = SPECS["orders" if args.what == "orders" else args.what].time_column
+    columns = list(dict.fromkeys([*(args.columns or SPECS[args.what].columns), time]))
+    wanted = args.columns or list(SPECS[args.what].columns)
+    if args.what == "klines" and args.start is None and args.limit is not None:  # the latest N
+        yield (await _read(vault, args, end=args.end, limit=args.limit, columns=columns)).select(wanted)
+        return
+    # from the first instant a row can have: a limit without a start would mean the latest rows
+    start, left, size = args.start or EARLIEST, args.limit, PAGE_ROWS
+    while left is None or left > 0:
+        n = size if left is None else min(size, left)
+        page = await _read(vault, args, start=start, end=args.end, limit=n, columns=columns)
+        if page.num_rows < n or n == left:
+            yield page.select(wanted)
+            return
+        last = page.column(time)[page.num_rows - 1]
+        before = page.filter(pc.less(page.column(time), last))
+        if before.num_rows == 0:  # one instant fills the page: read a bigger one
+            size *= 2
+            continue
+        yield before.select(wanted)
+        start, left = last.as_py(), None if left is None else left - before.num_rows
 
 
 async def _check_known(vault: Vault, args: argparse.Namespace) -> None:
@@ -144,20 +218,22 @@ async def _check_known(vault: Vault, args: argparse.Namespace) -> None:
     nothing = f"no {NOUNS[args.what][1]} stored for"
     if args.what == "klines":
         interval = args.interval or DEFAULT_INTERVAL
-        if (await vault.klines(args.exchange, args.symbol, interval, limit=1)).num_rows:
-            return
-        stored = [" ".join(series) for series in await vault.kline_series()]
-        raise TickvaultError(
-            f"{nothing} exchange {args.exchange} symbol {args.symbol} interval {interval}"
-            + close_matches(f"{args.exchange} {args.symbol} {interval}", stored)
-        )
+        for symbol in args.symbols or [args.symbol]:
+            if not (await vault.klines(args.exchange, symbol, interval, limit=1)).num_rows:
+                stored = [" ".join(series) for series in await vault.kline_series()]
+                raise TickvaultError(
+                    f"{nothing} exchange {args.exchange} symbol {symbol} interval {interval}"
+                    + close_matches(f"{args.exchange} {symbol} {interval}", stored)
+                )
+        return
     for column in ("exchange", "symbol", "bot_id"):
-        value = getattr(args, column)
-        if value is None:
-            continue
-        stored = await vault.stored_values(args.what, column)
-        if value not in stored and len(stored) < MAX_DISTINCT:  # a complete list: truly absent
-            raise TickvaultError(f"{nothing} {column} {value}" + close_matches(value, stored))
+        values = args.symbols if column == "symbol" and args.symbols else [getattr(args, column)]
+        for value in values:
+            if value is None:
+                continue
+            stored = await vault.stored_values(args.what, column)
+            if value not in stored and len(stored) < MAX_DISTINCT:  # a complete list: truly absent
+                raise TickvaultError(f"{nothing} {column} {value}" + close_matches(value, stored))
 
 
 def close_matches(word: str, candidates: Iterable[str], n: int = 5, cutoff: float = 0.6) -> str:
@@ -174,40 +250,3 @@ def close_matches(word: str, candidates: Iterable[str], n: int = 5, cutoff: floa
             scored.append((-ratio, folded))
     found = [c for _, folded in sorted(scored)[:n] for c in by_folded[folded]][:n]
     return f"; close matches: {join(found)}" if found else ""
-
-
-def text(value: Any) -> str:
-    """One value as a table or CSV cell."""
-    if isinstance(value, Decimal):
-        return decimals.text(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, dict):
-        return dump_json(value)
-    return "" if value is None else str(value)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return decimals.canonical(value)  # dump_json writes it positional, as a JSON number
-    return text(value) if isinstance(value, dt.datetime) else value
-
-
-def print_rows(columns: Sequence[str], rows: Sequence[dict[str, Any]], fmt: str) -> None:
-    """Rows as an aligned table, CSV with a header, or JSON Lines (`fmt`)."""
-    if not rows:
-        return
-    if fmt == "jsonl":
-        for r in rows:
-            print(dump_json({c: _json_value(r[c]) for c in columns}))
-        return
-    cells = [[text(r[c]) for c in columns] for r in rows]
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(cells)
-    else:
-        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-        print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-        for row in cells:
-            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))

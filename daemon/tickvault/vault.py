@@ -28,7 +28,8 @@ import pyarrow as pa
 
 from tickvault.decimals import canonical
 from tickvault.errors import ConfigError
-from tickvault.reads import tiers
+from tickvault.reads import aggregates, klines, tiers
+from tickvault.reads.args import limit_of, symbols_of, window
 from tickvault.reads.columns import SPECS, check_columns
 from tickvault.reads.gaps import Gap, holes
 from tickvault.reads.hot import Query
@@ -36,9 +37,7 @@ from tickvault.reads.intervals import to_us
 from tickvault.records import INTERVALS, BotState
 from tickvault.settings import Settings, load_settings
 from tickvault.store import Store
-from tickvault.timestamps import parse_timestamp
 
-DEFAULT_LIMIT: Final = 10_000
 MAX_DISTINCT: Final = 100_000  # most distinct values a listing such as kline_series returns
 # the filter columns whose distinct values `stored_values` lists, per table: each leads an
 # index or the primary key (fills' symbol comes second, after exchange), so a skip scan
@@ -53,60 +52,6 @@ DISTINCT_SCANS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
     ("bot_state", "bot_id"): ("bot_id",),
 }
 KLINE_SERIES: Final = ("exchange", "symbol", "interval")  # the primary key's prefix
-
-
-def parse_time(value: dt.datetime | int | str) -> dt.datetime:
-    """A bound as UTC: an aware datetime, epoch ms (int or digits) or ISO-8601 with an offset.
-
-    Raises ValueError with the reason.
-    """
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)  # epoch milliseconds, as the CLI passes them
-    return parse_timestamp(value)
-
-
-def _time(value: dt.datetime | int | str | None, name: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        shown = f" {value!r}" if isinstance(value, str | int) else ""
-        raise ConfigError(f"{name}{shown}: {exc}") from None
-
-
-def _window(
-    start: dt.datetime | int | str | None, end: dt.datetime | int | str | None
-) -> tuple[dt.datetime | None, dt.datetime | None]:
-    lower, upper = _time(start, "start"), _time(end, "end")
-    if lower is not None and upper is not None and upper <= lower:
-        raise ConfigError(f"end {_iso(upper)} is not after start {_iso(lower)}")
-    return lower, upper
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def _limit(limit: int | None) -> int:
-    if limit is None:
-        return DEFAULT_LIMIT
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
-    return limit
-
-
-def _symbols(symbol: str | None, symbols: Sequence[str] | None) -> str | list[str]:
-    """One symbol, or a non-empty list of them; ConfigError when both or neither is given."""
-    if symbols is None:
-        if not symbol:
-            raise ConfigError("give a symbol, or symbols=[...]")
-        return symbol
-    if symbol:
-        raise ConfigError("give either symbol or symbols=[...], not both")
-    if isinstance(symbols, str) or not symbols or not all(isinstance(x, str) and x for x in symbols):
-        raise ConfigError(f"symbols must be a non-empty list of symbols, got {symbols!r}")
-    return list(dict.fromkeys(symbols))
 
 
 def _canonical_row(row: Any) -> dict[str, Any]:
@@ -198,10 +143,10 @@ class Vault:
             wanted = check_columns(spec, columns)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        lower, upper = _window(start, end)
+        lower, upper = window(start, end)
         query = Query(
             spec, wanted, {k: v for k, v in filters.items() if v is not None}, lower, upper,
-            None if limit is None else _limit(limit), newest_first,
+            None if limit is None else limit_of(limit), newest_first,
         )  # fmt: skip
         rows: pa.Table = await self._store.run(
             lambda conn: tiers.read(conn, self._schema, query, self._cold_table)
@@ -224,14 +169,53 @@ class Vault:
         """Candles of `exchange`, `symbol` (or several: `symbols=[...]`) and `interval` in
         [start, end), oldest first; with `limit` and no `start`, the latest `limit`.
         `columns`: only these (default all of `Kline.COLUMNS`); `floats`: decimals as float64.
+        A series stored only at lower intervals is resampled from the largest of them that
+        divides `interval` (tickvault.reads.resample: a bucket missing a candle or holding an
+        open one comes back with closed = false).
         Raises ConfigError for a bad interval, window, limit, column or symbol list, and
         ColdFileError naming a cold file that is missing or damaged."""
-        if interval not in INTERVALS:
+        if interval is None or interval not in INTERVALS:
             raise ConfigError(f"interval {interval!r} is not one of {' '.join(INTERVALS)}")
-        wanted = _symbols(symbol, symbols)
-        filters = {"exchange": exchange, "symbol": wanted, "interval": interval}
+        wanted = symbols_of(symbol, symbols)
+        spec = SPECS["klines"]
+        try:
+            cols = check_columns(spec, columns)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        lower, upper = window(start, end)
+        most = None if limit is None else limit_of(limit)
         latest = start is None and limit is not None
-        return await self._read("klines", filters, start, end, limit, columns, floats, latest)
+        names = [wanted] if isinstance(wanted, str) else wanted
+        plan = await self._store.run(lambda conn: klines.plan(conn, self._schema, exchange, names, interval))
+
+        async def reader(
+            filters: dict[str, Any],
+            lo: dt.datetime | None,
+            up: dt.datetime | None,
+            n: int | None,
+            newest: bool,
+            read_columns: tuple[str, ...],
+        ) -> pa.Table:
+            return await self._read("klines", filters, lo, up, n, read_columns, False, newest)
+
+        async def aggregate(
+            names: list[str],
+            source: str,
+            target: str,
+            lo: dt.datetime | None,
+            up: dt.datetime | None,
+            n: int | None,
+            newest: bool,
+        ) -> pa.Table | None:
+            args = (exchange, names, source, target, lo, up, n, newest)
+            return await self._store.run(lambda conn: aggregates.read(conn, self._schema, *args))
+
+        internal = tuple(dict.fromkeys((*cols, *spec.key)))
+        rows = await klines.read(
+            reader, plan, exchange, interval, lower, upper, most, latest, internal, aggregate
+        )
+        rows = tiers.finish(spec, rows, most, latest, cols)
+        return tiers.as_floats(rows) if floats else rows
 
     async def orders(
         self,
@@ -249,7 +233,7 @@ class Vault:
     ) -> pa.Table:
         """Current state of orders last updated in [start, end), oldest update first (the
         `orders` table, always hot). Columns as `Order.COLUMNS`. Raises as `klines`."""
-        wanted = _symbols(symbol, symbols) if symbol or symbols is not None else None
+        wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
         filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "status": status}
         return await self._read("orders", filters, start, end, limit, columns, floats)
 
@@ -281,7 +265,7 @@ class Vault:
     ) -> pa.Table:
         """Fills in [start, end), oldest first, hot and cold. Columns as `Fill.COLUMNS`.
         Raises as `klines`."""
-        wanted = _symbols(symbol, symbols) if symbol or symbols is not None else None
+        wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
         filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "order_id": order_id}
         return await self._read("fills", filters, start, end, limit, columns, floats)
 
@@ -302,7 +286,7 @@ class Vault:
             raise ConfigError(f"interval {interval!r} is not one of {' '.join(INTERVALS)}")
         if start is None or end is None:
             raise ConfigError("missing_ranges needs both start and end")
-        lower, upper = _window(start, end)
+        lower, upper = window(start, end)
         assert lower is not None and upper is not None
         filters = {"exchange": exchange, "symbol": symbol, "interval": interval}
         rows = await self._read("klines", filters, lower, upper, None, ["open_time"], False)
@@ -329,11 +313,17 @@ class Vault:
         ]
 
     async def kline_series(self, limit: int = MAX_DISTINCT) -> list[tuple[str, str, str]]:
-        """Every stored (exchange, symbol, interval), ascending; at most `limit` of them.
+        """Every stored (exchange, symbol, interval), hot or cold, ascending; at most `limit`.
 
         Reads one primary-key entry per series, so millions of candles cost little.
         """
-        return [(e, s, i) for e, s, i in await self._distinct("klines", KLINE_SERIES, limit)]
+        hot = await self._distinct("klines", KLINE_SERIES, limit)
+        cold = await self._store.fetch(
+            f'SELECT exchange, symbol, "interval" FROM {self._schema}.cold_kline_series '  # noqa: S608 - identifiers are ours
+            "ORDER BY 1, 2, 3 LIMIT $1",
+            limit_of(limit),
+        )
+        return sorted({(e, s, i) for e, s, i in [*hot, *(tuple(r) for r in cold)]})[:limit]
 
     async def stored_values(self, table: str, column: str, limit: int = MAX_DISTINCT) -> list[str]:
         """The distinct non-null values of a filter column, ascending; at most `limit` of them.
@@ -347,5 +337,5 @@ class Vault:
         return sorted({row[-1] for row in await self._distinct(table, columns, limit)})
 
     async def _distinct(self, table: str, columns: tuple[str, ...], limit: int) -> list[tuple[Any, ...]]:
-        rows = await self._store.fetch(_distinct_sql(f"{self._schema}.{table}", columns), _limit(limit))
+        rows = await self._store.fetch(_distinct_sql(f"{self._schema}.{table}", columns), limit_of(limit))
         return [tuple(row) for row in rows]

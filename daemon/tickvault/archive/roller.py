@@ -276,7 +276,8 @@ async def _roll_one(
         snapshot_id = await asyncio.to_thread(table.overwrite, cold, data, where)
         digest = await asyncio.to_thread(_verify, cold, where, arrow, snapshot_id, data, p.table.name)
         files, size = await asyncio.to_thread(table.files_in, cold, where, snapshot_id)
-    await _drop(conn, settings, hot_side, p, seen, (files, data.num_rows, size, digest, snapshot_id))
+    series = _kline_series(data) if p.table.name == "klines" else []
+    await _drop(conn, settings, hot_side, p, seen, (files, data.num_rows, size, digest, snapshot_id), series)
     return Outcome(p, "rolled", data.num_rows, files, size, digest, earlier.num_rows)
 
 
@@ -326,6 +327,7 @@ async def _drop(
     p: Partition,
     seen: str,
     logged: tuple[int, int, int, str, int | None],
+    series: list[tuple[str, str, str]],
 ) -> None:
     schema = settings.postgres.schema_name
     async with conn.transaction():
@@ -341,7 +343,19 @@ async def _drop(
             "checksum, snapshot_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             p.table.name, p.start, p.end, *logged,
         )  # fmt: skip
+        await conn.executemany(
+            f'INSERT INTO {schema}.cold_kline_series (exchange, symbol, "interval") VALUES ($1, $2, $3) '  # noqa: S608
+            "ON CONFLICT DO NOTHING",
+            series,
+        )
         await hot_side.drop(conn, p)
+
+
+def _kline_series(data: pa.Table) -> list[tuple[str, str, str]]:
+    """The distinct (exchange, symbol, interval) of klines rows."""
+    names = ["exchange", "symbol", "interval"]
+    found = data.select(names).group_by(names).aggregate([])
+    return list(zip(*(found.column(n).to_pylist() for n in names), strict=True))
 
 
 async def history(settings: Settings, limit: int = 1000) -> list[asyncpg.Record]:

@@ -57,12 +57,20 @@ async def read(conn: asyncpg.Connection, schema: str, q: Query, cold_table: Cold
         found = await _cold(conn, schema, internal, cold_table)
         if found.num_rows:
             rows = dedupe(q.spec, rows, found)
-    rows = in_time_order(q.spec, rows, q.newest_first)
-    if q.limit is not None:
-        rows = rows.slice(0, q.limit)
-    if q.newest_first:
-        rows = rows.take(pa.array(range(rows.num_rows - 1, -1, -1), pa.int64()))  # given oldest first
-    return rows.select(list(q.columns))
+    return finish(q.spec, rows, q.limit, q.newest_first, q.columns)
+
+
+def finish(
+    spec: Spec, rows: pa.Table, limit: int | None, newest_first: bool, columns: tuple[str, ...]
+) -> pa.Table:
+    """Rows (with the key columns) in time order, the first `limit` of them (the newest when
+    `newest_first`, still given oldest first), as `columns`."""
+    rows = in_time_order(spec, rows, newest_first)
+    if limit is not None:
+        rows = rows.slice(0, limit)
+    if newest_first:
+        rows = rows.take(pa.array(range(rows.num_rows - 1, -1, -1), pa.int64()))
+    return rows.select(list(columns))
 
 
 async def _cold(conn: asyncpg.Connection, schema: str, q: Query, cold_table: ColdTable) -> pa.Table:
