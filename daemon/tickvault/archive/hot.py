@@ -18,8 +18,8 @@ from typing import Any, Final, Protocol
 
 import asyncpg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
+from tickvault import pgcsv
 from tickvault.archive.table import Column, arrow_schema
 from tickvault.decimals import canonical
 from tickvault.errors import TickvaultError
@@ -258,17 +258,7 @@ def _parse(data: bytes | io.RawIOBase, cols: Sequence[Column]) -> pa.Table:
     source = io.BufferedReader(data, 1 << 20) if isinstance(data, io.RawIOBase) else io.BytesIO(data)
     if not (source.peek(1) if isinstance(source, io.BufferedReader) else data):
         return schema.empty_table()
-    return pacsv.read_csv(
-        source,
-        read_options=pacsv.ReadOptions(column_names=schema.names),
-        convert_options=pacsv.ConvertOptions(
-            column_types=schema,
-            true_values=["t"],
-            false_values=["f"],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,  # PostgreSQL quotes an empty string, never NULL
-        ),
-    )
+    return pgcsv.read(source, schema.names, schema)
 
 
 def _records(data: pa.Table, names: Sequence[str]) -> list[tuple[Any, ...]]:

@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
+from tickvault import pgcsv
 from tickvault.reads.columns import TIME_COLUMNS, Spec, arrow_type
 
 
@@ -88,15 +88,5 @@ def parse(data: bytes, columns: Sequence[str]) -> pa.Table:
     if not data:
         return schema.empty_table()
     as_read = {c: pa.int64() if c in TIME_COLUMNS else arrow_type(c) for c in columns}
-    table = pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=list(columns)),
-        convert_options=pacsv.ConvertOptions(
-            column_types=as_read,
-            true_values=["t"],
-            false_values=["f"],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,  # PostgreSQL quotes an empty string, never NULL
-        ),
-    )
+    table = pgcsv.read(io.BytesIO(data), list(columns), as_read)
     return table.cast(schema)
