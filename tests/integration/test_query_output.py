@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import logging
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,9 +22,7 @@ KLINES = ["query", "klines", "--exchange", "okx", "--interval", "1h"]
 
 
 def environ(env: TestEnv, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI's settings as TICKVAULT_* variables; logging as the test found it afterwards
-    (main() points the root logger at this test's captured stderr)."""
-    monkeypatch.setattr(logging.getLogger(), "handlers", list(logging.getLogger().handlers))
+    """The CLI's settings as TICKVAULT_* variables."""
     sections = {
         "postgres": {"timescale": "off", "partition_interval_days": 1, "partitions_ahead": 0},
         "archive": {"root": str(root)},
