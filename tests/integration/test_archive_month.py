@@ -19,6 +19,7 @@ from tests.integration.test_archive import cold_rows, fill, hot_rows, kline, ord
 from tickvault.archive import roller
 from tickvault.settings import Settings
 from tickvault.store import Store, migrate
+from tickvault.vault import Vault
 
 pytestmark = pytest.mark.slow
 
@@ -137,3 +138,9 @@ async def test_a_month_of_minute_klines_rolls_all_but_two_days_exactly(
     assert hot[0]["first"] == NOW - dt.timedelta(days=2)
     logged = await env.fetch("SELECT table_name, sum(rows) AS rows FROM {s}.archive_log GROUP BY 1")
     assert {r["table_name"]: r["rows"] for r in logged} == cold_counts
+
+    # one read over the month: 28 cold data files (one span) and the hot days
+    async with Vault.connect(settings) as vault:
+        month = await vault.klines("okx", "S07-USDT", "1m", columns=["open_time", "close"])
+    sent_s07 = [(at(k["open_time"]), d(k["close"])) for k in messages["kline"] if k["symbol"] == "S07-USDT"]
+    assert [(r["open_time"], r["close"].normalize()) for r in month.to_pylist()] == sent_s07

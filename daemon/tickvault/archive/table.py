@@ -21,6 +21,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,7 +47,6 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
-from pyiceberg.utils.concurrent import ExecutorFactory
 from sqlalchemy.engine import make_url
 
 from tickvault.decimals import COLD_PRECISION, COLD_SCALE
@@ -54,6 +54,7 @@ from tickvault.errors import ColdFileError
 from tickvault.settings import Settings
 
 ROW_GROUP_ROWS: Final = 14_000
+READ_THREADS: Final = 4  # data files of one read checked and read at once
 CATALOG_NAME: Final = "tickvault"
 # the table's key, the sort order of its rows (symbol early: one-symbol reads skip row groups)
 SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
@@ -191,7 +192,10 @@ def read(
         return schema.empty_table()
     scan = table.scan(row_filter=where, snapshot_id=snapshot_id, selected_fields=tuple(schema.names))
     tasks = list(scan.plan_files())
-    parts = list(ExecutorFactory.get_or_create().map(lambda task: _read_file(scan, task, schema), tasks))
+    # threads of its own: each file's read submits its work to pyiceberg's shared pool, so
+    # waiting on that pool from that pool deadlocks once the files outnumber its workers
+    with ThreadPoolExecutor(min(READ_THREADS, len(tasks)) or 1, thread_name_prefix="tickvault-cold") as pool:
+        parts = list(pool.map(lambda task: _read_file(scan, task, schema), tasks))
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
