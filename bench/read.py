@@ -243,6 +243,7 @@ def cold_engines(cold: Table, con: duckdb.DuckDBPyConnection, query: Query) -> d
         ),
         "DuckDB read_parquet(planned files)": lambda: duck(f"read_parquet({_quoted(plan())})"),
         "DuckDB iceberg_scan(metadata)": lambda: duck(f"iceberg_scan({_quoted([cold.metadata_location])})"),
+        "tickvault table.read (checks each file)": lambda: table.read(cold, where, schema),
         "(pyiceberg plan_files() alone)": lambda: pa.table({"files": plan()}),
     }
 
