@@ -183,6 +183,20 @@ def print_results(
         print(f"  {key:<{width}}  {value}")
 
 
+def scratch_settings(dsn: str, database: str, scratch: Path) -> Settings:
+    """Settings for the scratch database `database` on the server of `dsn` (native 1-day
+    partitions, no TimescaleDB) with the cold tier under `scratch`/cold."""
+    return load_settings(
+        postgres={
+            "dsn": urlunsplit(urlsplit(dsn)._replace(path="/" + database)), "schema": SCHEMA,
+            "create_database": True, "timescale": "off", "partition_interval_days": 1,
+            "partitions_ahead": 0,
+        },
+        archive={"root": str(scratch / "cold")},
+        log={"level": "WARNING"},
+    )  # fmt: skip
+
+
 @dataclass
 class Bench:
     args: argparse.Namespace
@@ -195,15 +209,7 @@ class Bench:
         a = self.args
         name = f"tickvault_bench_{self.token}"
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{name}."))
-        settings = load_settings(
-            postgres={
-                "dsn": urlunsplit(urlsplit(a.dsn)._replace(path="/" + name)), "schema": SCHEMA,
-                "create_database": True, "timescale": "off", "partition_interval_days": 1,
-                "partitions_ahead": 0,
-            },
-            archive={"root": str(self.scratch / "cold")},
-            log={"level": "WARNING"},
-        )  # fmt: skip
+        settings = scratch_settings(a.dsn, name, self.scratch)
         self.database = name  # from here on, cleanup drops it
         print(f"scratch database {name}, {a.days} + {a.busy_days} days x {a.symbols} symbols of 1m klines")
         await migrate.upgrade(settings.postgres)
