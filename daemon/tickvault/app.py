@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import signal
+from functools import partial
 from typing import Final
 
 from tickvault import codecs, metrics
@@ -21,7 +23,8 @@ from tickvault.settings import Settings, TopicSettings
 from tickvault.sources import Source
 from tickvault.sources.kafka import KafkaSource
 from tickvault.sources.redis_streams import RedisStreamsSource
-from tickvault.store import Store, migrate
+from tickvault.state import CacheKeeper, StateCache
+from tickvault.store import Store, history, migrate
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,8 @@ def build_source(settings: Settings) -> Source:
 
 
 def build_routes(settings: Settings) -> Routes:
-    built = {name: make(settings.source.min_epoch_ms) for name, make in codecs.CODECS.items()}
+    limits = (settings.source.min_epoch_ms, settings.state.max_bytes)
+    built = {name: make(*limits) for name, make in codecs.CODECS.items()}
 
     def route(topic: TopicSettings) -> Route:
         return Route(None if topic.kind == "mixed" else topic.kind, built[topic.codec])
@@ -96,6 +100,22 @@ async def _maintain_partitions(store: Store, interval_s: float) -> None:
             await store.ensure_partitions_ahead()
         except Exception as exc:
             log.warning("partition maintenance failed (%s); next try in %.0fs", exc, interval_s)
+
+
+async def _prune_history(store: Store, retention_s: int, interval_s: float) -> None:
+    """Delete bot_state_history rows older than state.history_retention, now and every
+    `interval_s`; failures are logged and retried at the next round."""
+    while True:
+        older_than = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=retention_s)
+        try:
+            pruned = await store.run(partial(history.prune, schema=store.schema, older_than=older_than))
+        except Exception as exc:
+            log.warning("bot state history pruning failed (%s); next try in %.0fs", exc, interval_s)
+        else:
+            metrics.STATE_HISTORY_PRUNED.inc(pruned)
+            if pruned:
+                log.info("pruned %d bot state history rows older than %s", pruned, older_than.isoformat())
+        await asyncio.sleep(interval_s)
 
 
 async def _report_lag(source: Source, name: str, interval_s: float) -> None:
@@ -166,11 +186,20 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
             await migrate.upgrade(settings.postgres, settings=settings)
         store = await stack.enter_async_context(Store(settings.postgres, writer=True))
         source = await stack.enter_async_context(build_source(settings))
-        pipeline = Pipeline(source, store, build_routes(settings), pipeline_config(settings), health)
-        for background in (
+        keeper = None
+        if settings.state.cache:
+            cache = await stack.enter_async_context(StateCache(settings.redis, settings.state))
+            keeper = CacheKeeper(cache, store)
+        pipeline = Pipeline(source, store, build_routes(settings), pipeline_config(settings), health, keeper)
+        backgrounds = [
             _maintain_partitions(store, settings.run.partition_check_interval_s),
             _report_lag(source, settings.source.kind, settings.metrics.lag_interval_s),
-        ):
+        ]
+        if keeper is not None:
+            backgrounds.append(keeper.run())  # refills every bot at start, then repairs
+        if (retention_s := settings.state.history_retention_s) is not None:
+            backgrounds.append(_prune_history(store, retention_s, settings.state.prune_interval_s))
+        for background in backgrounds:
             stack.callback(asyncio.create_task(background).cancel)
         if settings.archive.enabled:
             stack.callback(asyncio.create_task(_roll_periodically(settings), name="archive").cancel)

@@ -7,8 +7,11 @@
     ├── StoreError           PostgreSQL failed
     │   ├── StoreUnavailable     connection lost or server not accepting work (retriable)
     │   └── RowRejected          the database refused a row's values (not retriable)
-    └── SourceError          the message source failed
-        └── SourceUnavailable    connection lost (retriable)
+    ├── SourceError          the message source failed
+    │   └── SourceUnavailable    connection lost (retriable)
+    ├── CacheUnavailable     the Redis bot-state cache failed or is resting after a failure;
+    │                        callers fall back to PostgreSQL (retriable)
+    └── ColdFileError        a cold-tier data file is missing or damaged
 
 `retriable` is True on the errors that a later attempt of the same operation may cure.
 Driver exceptions (asyncpg, redis) are translated into these at the module that talks to
@@ -50,6 +53,10 @@ class SourceError(TickvaultError):
 
 
 class SourceUnavailable(SourceError):
+    retriable = True
+
+
+class CacheUnavailable(TickvaultError):
     retriable = True
 
 

@@ -84,6 +84,21 @@ ARCHIVE_COLD_CHECK_FAILURES = Counter(
 ARCHIVE_LAST_SUCCESS = Gauge(
     "tickvault_archive_last_success_timestamp_seconds", "Unix time of the last partition rolled"
 )
+STATE_CACHE_FAILURES = Counter(
+    "tickvault_state_cache_failures_total",
+    "Redis operations of the bot-state cache that failed (PostgreSQL served or kept the state), "
+    "by operation: write (after a committed batch), refill, read",
+    ["operation"],
+)
+STATE_CACHE_REFILLED = Counter(
+    "tickvault_state_cache_refilled_total",
+    "Bot states written into the Redis cache from PostgreSQL: at start, after failed writes, "
+    "after a Redis restart, and on a read that missed",
+)
+STATE_HISTORY_PRUNED = Counter(
+    "tickvault_state_history_pruned_total",
+    "bot_state_history rows deleted because they were older than state.history_retention",
+)
 UP = Gauge("tickvault_ready", "1 while the daemon is consuming and PostgreSQL accepts writes")
 
 

@@ -9,7 +9,9 @@ more writes dead letters. A record goes to the writer its `writer_key` hashes to
 update of one row is written by one writer, in the order it was read, while other rows are
 written side by side. A writer writes its batch when it reaches `max_rows` or `max_age_s`,
 retrying while PostgreSQL is unavailable, writes rows the database refused to dead_letters,
-and only then acknowledges the batch's messages to the source.
+and only then acknowledges the batch's messages to the source. After a bot_state batch is
+committed, the snapshots it made the latest go to the Redis cache (`state.CacheKeeper`,
+which never fails the batch) before the acknowledgement.
 
 The backlog counts messages read but not yet acknowledged; when it reaches
 `max_backlog_rows` the reader stops reading (calling the source's `idle` now and then, so a
@@ -30,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tickvault import metrics
 from tickvault.codecs import Codec
@@ -39,6 +41,9 @@ from tickvault.records import KINDS
 from tickvault.rows import Item
 from tickvault.sources import Message, Source
 from tickvault.store import DeadLetter, Store
+
+if TYPE_CHECKING:
+    from tickvault.state import CacheKeeper
 
 log = logging.getLogger(__name__)
 DEAD: Final = "dead_letter"
@@ -174,8 +179,10 @@ class Pipeline:
         routes: Routes,
         config: PipelineConfig,
         health: metrics.Health | None = None,
+        keeper: CacheKeeper | None = None,
     ) -> None:
         self.source = source
+        self.keeper = keeper
         self.store = store
         self.routes = routes
         self.config = config
@@ -323,6 +330,8 @@ class Pipeline:
         )
         for table, n in result.written.items():
             metrics.ROWS_WRITTEN.labels(table).inc(n)
+        if result.latest and self.keeper is not None:
+            await self.keeper.written(result.latest)
         if result.rejected:
             letters = []
             for index, reason in result.rejected:

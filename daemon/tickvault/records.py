@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias, get_args
@@ -86,17 +87,36 @@ def _positive(value: Decimal) -> Decimal:
 
 
 MAX_STATE_DEPTH: Final = 64
+MAX_STATE_BYTES: Final = 1_048_576  # default of state.max_bytes: a state's JSON text, in bytes
+_JSON_SCALARS: Final = (str, int, Decimal, type(None))
+
+
+def _json_value(node: Any, path: str) -> None:
+    """Refuse what is not a JSON value, or a number that is not finite, naming where."""
+    if isinstance(node, float | Decimal):
+        if not (math.isfinite(node) if isinstance(node, float) else node.is_finite()):
+            raise ValueError(f"{path}: non-finite number {node} (NaN and Infinity are refused)")
+    elif not isinstance(node, _JSON_SCALARS):
+        raise ValueError(f"{path}: {type(node).__name__} is not a JSON value")
 
 
 def _shallow(value: dict[str, Any]) -> dict[str, Any]:
-    """Refuse JSON nested deeper than MAX_STATE_DEPTH (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    """Refuse JSON nested deeper than MAX_STATE_DEPTH, keys that are not strings, values that
+    are not JSON and non-finite numbers (checked without recursion)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "state")]
     while stack:
-        node, depth = stack.pop()
+        node, depth, path = stack.pop()
         if depth > MAX_STATE_DEPTH:
             raise ValueError(f"nested deeper than {MAX_STATE_DEPTH} levels")
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if not isinstance(key, str):
+                    raise ValueError(f"{path}: key {key!r} is not a string")
+                stack.append((child, depth + 1, f"{path}.{key}"))
+        elif isinstance(node, list | tuple):
+            stack.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(node))
+        else:
+            _json_value(node, path)
     return value
 
 
@@ -299,6 +319,15 @@ class BotState(_Record):
     seq: Seq | None = None
     state: Annotated[dict[str, Any], AfterValidator(_shallow)]
 
+    @model_validator(mode="after")
+    def _check_size(self, info: ValidationInfo) -> BotState:
+        """The state's JSON text within the context's `max_state_bytes` (state.max_bytes)."""
+        limit = (info.context or {}).get("max_state_bytes", MAX_STATE_BYTES)
+        size = len(dump_json(self.state).encode())
+        if size > limit:
+            raise ValueError(f"state of {size} bytes exceeds the {limit}-byte limit (state.max_bytes)")
+        return self
+
     def row(self) -> tuple[Any, ...]:
         return (self.bot_id, self.ts, self.seq, dump_json(self.state))
 
@@ -315,7 +344,7 @@ def dump_json(value: Any) -> str:
         return format(value, "f") if in_numeric_range(value) else str(value)
     if isinstance(value, dict):
         return "{" + ",".join(json.dumps(str(k)) + ":" + dump_json(v) for k, v in value.items()) + "}"
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "[" + ",".join(dump_json(v) for v in value) + "]"
     return json.dumps(value)
 

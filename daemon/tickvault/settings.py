@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from tickvault.errors import ConfigError
+from tickvault.records import MAX_STATE_BYTES
 from tickvault.timestamps import MIN_EPOCH_MS
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
@@ -279,6 +280,34 @@ class TimescaleSettings(_Section):
         return None if off else parse_duration_s(self.compress_after)
 
 
+class StateSettings(_Section):
+    """Bot state (tickvault.state): the Redis cache of each bot's latest snapshot, kept on the
+    server `redis.url` names, and the history table's retention in PostgreSQL."""
+
+    cache: bool = True
+    key_prefix: str = Field("tickvault.", max_length=64, pattern=r"^[^\s]*$")
+    redis_timeout_s: float = Field(0.25, gt=0, le=30)
+    retry_after_s: float = Field(5.0, gt=0)
+    refill_interval_s: float = Field(10.0, gt=0)
+    refill_batch_rows: int = Field(1000, ge=1, le=100_000)
+    history_retention: str = "30d"
+    prune_interval_s: float = Field(3600.0, gt=0)
+    max_bytes: int = Field(MAX_STATE_BYTES, ge=2)
+
+    @field_validator("history_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        if value.strip().lower() != "off":
+            parse_duration_s(value)
+        return value
+
+    @property
+    def history_retention_s(self) -> int | None:
+        """None when history is kept forever ("off")."""
+        off = self.history_retention.strip().lower() == "off"
+        return None if off else parse_duration_s(self.history_retention)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKVAULT_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -294,6 +323,7 @@ class Settings(BaseSettings):
     run: RunSettings = RunSettings()
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     timescale: TimescaleSettings = TimescaleSettings()
+    state: StateSettings = StateSettings()
 
     @classmethod
     def settings_customise_sources(

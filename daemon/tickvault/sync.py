@@ -87,7 +87,9 @@ class SyncVault:
     order_history = _sync(Vault.order_history)
     missing_ranges = _sync(Vault.missing_ranges)
     load_bot_state = _sync(Vault.load_bot_state)
+    save_bot_state = _sync(Vault.save_bot_state)
     bot_states = _sync(Vault.bot_states)
+    bot_state_history = _sync(Vault.bot_state_history)
     kline_series = _sync(Vault.kline_series)
     stored_values = _sync(Vault.stored_values)
 

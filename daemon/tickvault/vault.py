@@ -3,7 +3,9 @@
 Time-series reads (klines, fills, orders, order_history) read PostgreSQL and the cold tier
 in one call and return a `pyarrow.Table` (tickvault.reads). Every method takes optional
 `start` (inclusive) and `end` (exclusive) as aware datetimes, epoch milliseconds or ISO-8601
-strings with an offset. `load_bot_state`/`bot_states` return `BotState` records.
+strings with an offset. `load_bot_state`/`bot_states`/`bot_state_history` return `BotState`
+records; `load_bot_state` reads the Redis cache first (tickvault.state) and falls back to
+PostgreSQL. `save_bot_state` writes like the daemon: the same validation and writer.
 
 Decimals are exact: Arrow `decimal128(38, 18)` in tables (`.to_pylist()` gives Decimals at
 scale 18; `tickvault.decimals.canonical` drops the padding), and in records their canonical
@@ -16,8 +18,9 @@ Bad arguments raise ConfigError: a bound that is not a time, `end` not after `st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -26,17 +29,21 @@ from typing import Any, Final
 
 import pyarrow as pa
 
+from tickvault import metrics
+from tickvault.codecs.native import to_record
 from tickvault.decimals import canonical
-from tickvault.errors import ConfigError
+from tickvault.errors import CacheUnavailable, ConfigError, RecordError
 from tickvault.reads import aggregates, klines, tiers
 from tickvault.reads.args import limit_of, symbols_of, window
 from tickvault.reads.columns import SPECS, check_columns
 from tickvault.reads.gaps import Gap, holes
 from tickvault.reads.hot import Query
 from tickvault.reads.intervals import to_us
-from tickvault.records import INTERVALS, BotState
+from tickvault.records import INTERVALS, MAX_STATE_BYTES, BotState
+from tickvault.rows import to_item
 from tickvault.settings import Settings, load_settings
-from tickvault.store import Store
+from tickvault.state import Snapshot, StateCache, bot_state, latest
+from tickvault.store import Store, history
 
 MAX_DISTINCT: Final = 100_000  # most distinct values a listing such as kline_series returns
 # the filter columns whose distinct values `stored_values` lists, per table: each leads an
@@ -57,10 +64,6 @@ KLINE_SERIES: Final = ("exchange", "symbol", "interval")  # the primary key's pr
 def _canonical_row(row: Any) -> dict[str, Any]:
     """A fetched row as record fields, decimals in canonical form."""
     return {k: canonical(v) if type(v) is Decimal else v for k, v in row.items()}
-
-
-def _json_number(text: str) -> Decimal:
-    return canonical(Decimal(text))
 
 
 def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -87,10 +90,13 @@ class Vault:
     `timestamp[us, UTC]`), rows in time order, one per key whichever tier holds it.
     `.to_pandas()`, `polars.from_arrow(…)` or `.to_pylist()` convert it."""
 
-    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: Settings | None = None, cache: StateCache | None = None
+    ) -> None:
         self._store = store
         self._schema = store.schema
         self._settings = settings  # None: PostgreSQL only
+        self._cache = cache  # None: bot state from PostgreSQL only
         self._catalog: Any = None
         self._catalog_lock = asyncio.Lock()
 
@@ -99,8 +105,12 @@ class Vault:
     async def connect(cls, config: Settings | Path | str | None = None) -> AsyncIterator[Vault]:
         """Open a vault from settings, a TOML file path, or the environment (None)."""
         settings = config if isinstance(config, Settings) else load_settings(config)
-        async with Store(settings.postgres) as store:
-            vault = cls(store, settings)
+        async with contextlib.AsyncExitStack() as stack:
+            store = await stack.enter_async_context(Store(settings.postgres))
+            cache = None
+            if settings.state.cache:
+                cache = await stack.enter_async_context(StateCache(settings.redis, settings.state))
+            vault = cls(store, settings, cache)
             try:
                 yield vault
             finally:
@@ -293,24 +303,96 @@ class Vault:
         return holes(rows.column("open_time"), to_us(lower), to_us(upper), interval)
 
     async def load_bot_state(self, bot_id: str) -> BotState | None:
-        """The newest state snapshot of a bot, or None if it never sent one."""
-        states = await self.bot_states(bot_id)
-        return states[0] if states else None
+        """The newest state snapshot of a bot, or None if it never sent one.
+
+        From the Redis cache; on a miss from PostgreSQL, which then refills the key (by the
+        cache's compare-and-set, so a newer snapshot written meanwhile stays). While Redis is
+        down or slow (state.redis_timeout_s) PostgreSQL answers alone. Either way the record
+        is the same: numbers in the state are canonical Decimals or ints."""
+        missed = False
+        if self._cache is not None:
+            try:
+                cached = await self._cache.get(bot_id)
+            except CacheUnavailable:
+                cached = None
+            else:
+                missed = cached is None
+            if cached is not None:
+                return cached
+        rows = await latest(self._store, [bot_id])
+        if not rows:
+            return None
+        if missed:
+            await self._cache_put(rows)
+        return rows[0].record()
+
+    async def _cache_put(self, rows: Sequence[Snapshot]) -> None:
+        if self._cache is not None:
+            with contextlib.suppress(CacheUnavailable):
+                metrics.STATE_CACHE_REFILLED.inc(await self._cache.put(rows, "refill"))
+
+    async def save_bot_state(
+        self,
+        bot_id: str,
+        state: dict[str, Any],
+        ts: dt.datetime | int | str | None = None,
+        seq: int | None = None,
+    ) -> bool:
+        """Store a bot's state snapshot as the daemon stores one from a stream: the same
+        validation (records.BotState) and writer (latest row by (ts, seq, version), history
+        row, one transaction), then the Redis cache's compare-and-set. `ts` defaults to now
+        (aware datetime, epoch ms or ISO-8601 with an offset); `seq` is an optional integer
+        >= 0 ordering snapshots of equal ts. Numbers in `state` may be int, Decimal or finite
+        float. Returns True when the snapshot is now the bot's latest, False when a newer one
+        was already stored (it is still kept in the history).
+
+        Raises RecordError with the reason when the state is not a JSON object, holds a
+        non-finite number or a value that is not JSON, exceeds state.max_bytes or
+        MAX_STATE_DEPTH, or when bot_id, ts or seq are invalid or PostgreSQL refuses a value
+        (e.g. a NUL character); StoreError when PostgreSQL cannot be reached. Redis being
+        down does not fail the write: the cache is refilled on the next read or by the daemon."""
+        when = dt.datetime.now(dt.UTC) if ts is None else ts
+        message = {"bot_id": bot_id, "ts": when, "seq": seq, "state": state}
+        limits = (0, MAX_STATE_BYTES) if self._settings is None else (
+            self._settings.source.min_epoch_ms, self._settings.state.max_bytes
+        )  # fmt: skip
+        if not isinstance(state, dict):
+            raise RecordError(f"invalid bot_state: state must be a JSON object, not {type(state).__name__}")
+        record = to_record(message, "bot_state", *limits)
+        version = f"{time.time_ns() // 1_000_000}\t0"  # its place in publish order: now
+        result = await self._store.write("bot_state", [to_item(record)], [version])
+        if result.rejected:
+            raise RecordError(f"invalid bot_state: {result.rejected[0][1]}", "db_rejected")
+        rows = [Snapshot(*row) for row in result.latest]
+        if rows and self._cache is not None:
+            with contextlib.suppress(CacheUnavailable):
+                await self._cache.put(rows)
+        return bool(rows)
 
     async def bot_states(self, bot_id: str | None = None) -> list[BotState]:
-        """The newest snapshot of every bot (or of one), ordered by bot_id."""
+        """The newest snapshot of every bot (or of one), ordered by bot_id, from PostgreSQL."""
         rows = await self._store.fetch(
-            f"SELECT bot_id, ts, seq, state FROM {self._schema}.bot_state "  # noqa: S608 - identifiers are ours
+            f"SELECT bot_id, ts, seq, state::text AS state FROM {self._schema}.bot_state "  # noqa: S608 - identifiers are ours
             "WHERE $1::text IS NULL OR bot_id = $1 ORDER BY bot_id",
             bot_id,
         )
-        states = [BotState.model_construct(**_canonical_row(row)) for row in rows]
-        return [
-            s.model_copy(update={"state": json.loads(s.state, parse_float=_json_number)})
-            if isinstance(s.state, str)
-            else s
-            for s in states
-        ]
+        return [bot_state(*row) for row in rows]
+
+    async def bot_state_history(
+        self,
+        bot_id: str,
+        start: dt.datetime | int | str | None = None,
+        end: dt.datetime | int | str | None = None,
+        limit: int | None = None,
+    ) -> list[BotState]:
+        """Every distinct snapshot of a bot with ts in [start, end) still in the history
+        (state.history_retention), oldest first; with `limit` and no `start`, the latest
+        `limit`. Raises ConfigError for a bad window or limit."""
+        lower, upper = window(start, end)
+        most = None if limit is None else limit_of(limit)
+        args = (self._schema, bot_id, lower, upper, most)
+        rows = await self._store.run(lambda conn: history.read(conn, *args))
+        return [bot_state(*row) for row in rows]
 
     async def kline_series(self, limit: int = MAX_DISTINCT) -> list[tuple[str, str, str]]:
         """Every stored (exchange, symbol, interval), hot or cold, ascending; at most `limit`.

@@ -14,7 +14,8 @@ from tickvault.rows import Item
 
 Codec = Callable[[bytes, str | None], Item]
 # name → the codec for a floor of integer timestamps (source.min_epoch_ms; below it they are
-# refused as likely epoch seconds, see records.parse_timestamp)
-CODECS: Final[dict[str, Callable[[int], Codec]]] = {"native": native.codec}
+# refused as likely epoch seconds, see records.parse_timestamp) and, optionally, a limit on a
+# bot state's JSON text in bytes (state.max_bytes)
+CODECS: Final[dict[str, Callable[..., Codec]]] = {"native": native.codec}
 
 __all__ = ["CODECS", "Codec"]

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from tickvault.codecs import fast
 from tickvault.errors import RecordError
-from tickvault.records import KINDS, RECORD_TYPES, Record
+from tickvault.records import KINDS, MAX_STATE_BYTES, RECORD_TYPES, Record
 from tickvault.rows import Item, to_item
 from tickvault.timestamps import MIN_EPOCH_MS
 
@@ -55,8 +55,14 @@ def validation_reason(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def to_record(obj: Any, default_kind: str | None, min_epoch_ms: int = MIN_EPOCH_MS) -> Record:
-    """Validate one decoded JSON value as the record its `kind` (or the topic's kind) names."""
+def to_record(
+    obj: Any,
+    default_kind: str | None,
+    min_epoch_ms: int = MIN_EPOCH_MS,
+    max_state_bytes: int = MAX_STATE_BYTES,
+) -> Record:
+    """Validate one decoded JSON value as the record its `kind` (or the topic's kind) names;
+    a bot state's JSON text may take at most `max_state_bytes` (state.max_bytes)."""
     if not isinstance(obj, dict):
         raise RecordError(f"message is a JSON {type(obj).__name__}, not an object", "not_object")
     kind = obj.get("kind", default_kind)
@@ -66,24 +72,34 @@ def to_record(obj: Any, default_kind: str | None, min_epoch_ms: int = MIN_EPOCH_
     if record_type is None:
         raise RecordError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})", "unknown_kind")
     try:
-        return record_type.model_validate(obj, context={"min_epoch_ms": min_epoch_ms})
+        context = {"min_epoch_ms": min_epoch_ms, "max_state_bytes": max_state_bytes}
+        return record_type.model_validate(obj, context=context)
     except ValidationError as exc:
         raise RecordError(f"invalid {kind}: {validation_reason(exc)}", "invalid") from None
 
 
-def decode(payload: bytes, default_kind: str | None, min_epoch_ms: int = MIN_EPOCH_MS) -> Record:
+def decode(
+    payload: bytes,
+    default_kind: str | None,
+    min_epoch_ms: int = MIN_EPOCH_MS,
+    max_state_bytes: int = MAX_STATE_BYTES,
+) -> Record:
     """The record a payload holds, validated by its pydantic model."""
-    return to_record(parse_json(payload), default_kind, min_epoch_ms)
+    return to_record(parse_json(payload), default_kind, min_epoch_ms, max_state_bytes)
 
 
-def codec(min_epoch_ms: int = MIN_EPOCH_MS) -> Callable[[bytes, str | None], Item]:
-    """The pipeline's decoder, `decode_item`, with its floor of integer timestamps bound
-    (a closure rather than a wrapper: one call less per message)."""
+def codec(
+    min_epoch_ms: int = MIN_EPOCH_MS, max_state_bytes: int = MAX_STATE_BYTES
+) -> Callable[[bytes, str | None], Item]:
+    """The pipeline's decoder, `decode_item`, with its floor of integer timestamps and its
+    limit on bot states bound (a closure rather than a wrapper: one call less per message)."""
 
     def decode_item(payload: bytes, default_kind: str | None) -> Item:
         """What the pipeline batches: the fast path's row, else the model's (see `fast`)."""
         row = fast.decode(payload, default_kind, min_epoch_ms)
-        return row if row is not None else to_item(decode(payload, default_kind, min_epoch_ms))
+        if row is not None:
+            return row
+        return to_item(decode(payload, default_kind, min_epoch_ms, max_state_bytes))
 
     return decode_item
 

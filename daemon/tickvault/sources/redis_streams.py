@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -65,11 +67,18 @@ class _UnixConnection(_HiredisPacking, aioredis.UnixDomainSocketConnection):
 _CONNECTION_CLASSES: Final = {"redis": _Connection, "rediss": _SSLConnection, "unix": _UnixConnection}
 
 
-def connect(settings: RedisSettings) -> aioredis.Redis:
-    """A client for `settings`; credentials and TLS files go to the driver, never to a log."""
+def connect(settings: RedisSettings, timeout_s: float | None = None) -> aioredis.Redis:
+    """A client for `settings`; credentials and TLS files go to the driver, never to a log.
+    With `timeout_s` (the bot-state cache), every command and connect waits at most that
+    long and nothing is retried: the caller falls back to PostgreSQL instead."""
     url = settings.url.get_secret_value()
     scheme = urlsplit(url).scheme
-    options: dict[str, Any] = {"connection_class": _CONNECTION_CLASSES.get(scheme, _Connection)}
+    options: dict[str, Any] = {
+        "connection_class": _CONNECTION_CLASSES.get(scheme, _Connection),
+        "socket_connect_timeout": 5 if timeout_s is None else timeout_s,
+    }
+    if timeout_s is not None:
+        options |= {"socket_timeout": timeout_s, "retry": Retry(NoBackoff(), 0)}
     if settings.username is not None:
         options["username"] = settings.username
     if settings.password is not None:
@@ -80,13 +89,7 @@ def connect(settings: RedisSettings) -> aioredis.Redis:
             path = getattr(settings, name)
             if path is not None:
                 options[name] = str(path)
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        **options,
-    )
+    return aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30, **options)
 
 
 def _unparsed(response: Any, **options: Any) -> Any:

@@ -34,11 +34,14 @@ __all__ = ["DeadLetter", "Store", "WriteResult"]
 class WriteResult:
     written: dict[str, int] = field(default_factory=dict)  # rows inserted or updated, per table
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
+    # bot_state: the rows this batch made the latest of their bot (writers.LATEST_COLUMNS)
+    latest: list[asyncpg.Record] = field(default_factory=list)
 
     def add(self, other: WriteResult, offset: int) -> None:
         for table, n in other.written.items():
             self.written[table] = self.written.get(table, 0) + n
         self.rejected += [(i + offset, reason) for i, reason in other.rejected]
+        self.latest += other.latest
 
 
 class Store:
@@ -114,7 +117,9 @@ class Store:
         with the reason."""
         writer = self._writers[kind]
 
-        async def attempt(conn: asyncpg.Connection) -> dict[str, int]:
+        async def attempt(conn: asyncpg.Connection) -> tuple[dict[str, int], list[asyncpg.Record]]:
+            if not self._writer:  # a reader's pool (Vault's direct writes): staging on demand
+                await writers.create_staging(conn, self.schema, {kind: writer})
             if KIND_TIME_TABLES[kind]:
                 times = {item.time for item in items}
                 for table in KIND_TIME_TABLES[kind]:
@@ -123,13 +128,14 @@ class Store:
                 if self._upserts_left[kind] == 0:
                     written = await writers.insert(conn, self.schema, writer, items, versions)  # type: ignore[arg-type]
                     if written is not None:
-                        return written
+                        return written, []
                     self._upserts_left[kind] = UPSERTS_AFTER_CONFLICT
                 self._upserts_left[kind] -= 1
             return await writers.write(conn, writer, items, versions)
 
         try:
-            return WriteResult(written=await self.run(attempt))
+            written, latest = await self.run(attempt)
+            return WriteResult(written=written, latest=latest)
         except RowRejected as exc:
             if len(items) == 1:
                 return WriteResult(rejected=[(0, exc.args[0])])

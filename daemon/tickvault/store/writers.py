@@ -28,7 +28,10 @@ WHERE rank is higher). The ranks, highest wins:
   `created_at` hold the greatest value any update carried (they should all agree). Every
   update is also appended to order_events, deduplicated by a hash of its values.
 - fill: the first-published message wins (lowest version); redeliveries change nothing.
-- bot_state: (ts, seq, version).
+- bot_state: (ts, seq, version). Every distinct snapshot is also appended to
+  bot_state_history, deduplicated by (bot_id, ts, seq, md5 of the state); the upsert returns
+  the rows it made the latest (`LATEST_COLUMNS`), which the daemon then writes to the Redis
+  cache (tickvault.state).
 A missing `seq` counts as -1.
 """
 
@@ -51,6 +54,10 @@ VERSION_COLUMNS: Final = ("version_ms", "version_seq")
 ORDER_IDENTITY: Final = ("client_order_id", "bot_id", "strategy", "created_at")
 ORDER_FILL_PROGRESS: Final = ("filled_quantity", "avg_fill_price")
 _TEXT: Final = attrgetter("text")
+# a bot_state row as the Redis cache takes it: its rank parts and the state as jsonb text
+LATEST_COLUMNS: Final = (
+    "bot_id, ts, seq, state::text AS state, version_ms, version_seq, md5(state::text) AS state_md5"
+)
 
 
 def _q(names: Sequence[str], prefix: str = "") -> str:
@@ -97,6 +104,7 @@ class KindWriter:
     # fields of rows another statement counted
     statements: tuple[tuple[str, str], ...]
     insert_first: bool = False  # new keys are the rule: try `insert` before the upsert
+    returning: str = ""  # the target table whose statement RETURNs the rows it wrote
 
     @property
     def stage(self) -> str:
@@ -205,7 +213,8 @@ def _fill_sql(s: str) -> str:
         WHERE {_row(rank("EXCLUDED."))} < {_row(rank("t."))}"""  # noqa: S608
 
 
-def _bot_state_sql(s: str) -> str:
+def _bot_state_sql(s: str) -> tuple[str, str]:
+    """bot_state_history, then the latest row of each bot, returning what it wrote."""
     cols = RECORD_TYPES["bot_state"].COLUMNS
 
     def rank(p: str) -> list[str]:
@@ -217,25 +226,33 @@ def _bot_state_sql(s: str) -> str:
             f"md5({p}state::text)",
         ]
 
-    return f"""
+    history = f"""
+        INSERT INTO {s}.bot_state_history ({_q(cols)}, state_hash)
+        SELECT {_q(cols)}, md5(state::text)::uuid FROM {STAGE_PREFIX}bot_state
+        ON CONFLICT (bot_id, ts, (coalesce(seq, -1)), state_hash) DO NOTHING"""  # noqa: S608
+    latest = f"""
         INSERT INTO {s}.bot_state AS t ({_q(_versioned(cols))})
         SELECT DISTINCT ON (bot_id) {_q(_versioned(cols))} FROM {STAGE_PREFIX}bot_state
         ORDER BY bot_id, {_sort(rank(""), "DESC")}
         ON CONFLICT (bot_id) DO UPDATE SET {_sets(("ts", "seq", "state"))}
-        WHERE {_row(rank("EXCLUDED."))} > {_row(rank("t."))}"""  # noqa: S608
+        WHERE {_row(rank("EXCLUDED."))} > {_row(rank("t."))}
+        RETURNING {LATEST_COLUMNS}"""  # noqa: S608
+    return history, latest
 
 
 def build_writers(schema: str) -> dict[str, KindWriter]:
     events, current, merged = _order_sql(schema)
+    history, latest = _bot_state_sql(schema)
     specs = {
         "kline": ("klines", (("klines", _kline_sql(schema)),)),
         "order": ("orders", (("order_events", events), ("orders", current), ("", merged))),
         "fill": ("fills", (("fills", _fill_sql(schema)),)),
-        "bot_state": ("bot_state", (("bot_state", _bot_state_sql(schema)),)),
+        "bot_state": ("bot_state", (("bot_state_history", history), ("bot_state", latest))),
     }
     return {
         kind: KindWriter(
-            kind, table, _versioned(RECORD_TYPES[kind].COLUMNS), statements, kind in ("kline", "fill")
+            kind, table, _versioned(RECORD_TYPES[kind].COLUMNS), statements, kind in ("kline", "fill"),
+            "bot_state" if kind == "bot_state" else "",
         )
         for kind, (table, statements) in specs.items()
     }  # fmt: skip
@@ -272,14 +289,20 @@ async def insert(
 
 async def write(
     conn: asyncpg.Connection, w: KindWriter, items: Sequence[Item], versions: Sequence[str]
-) -> dict[str, int]:
-    """Write one batch in one transaction; returns rows inserted or updated per table."""
+) -> tuple[dict[str, int], list[asyncpg.Record]]:
+    """Write one batch in one transaction; returns rows inserted or updated per table, and the
+    rows the `returning` statement wrote (committed by then)."""
     written: dict[str, int] = {}
+    returned: list[asyncpg.Record] = []
     data = w.copy_text(items, versions)
     async with conn.transaction():
         await conn.copy_to_table(w.stage, source=_once(data), columns=w.columns, format="text")
         for table, sql in w.statements:
+            if table and table == w.returning:
+                returned = list(await conn.fetch(sql))
+                written[table] = written.get(table, 0) + len(returned)
+                continue
             status = await conn.execute(sql)
             if table:
                 written[table] = written.get(table, 0) + affected(status)
-    return written
+    return written, returned
