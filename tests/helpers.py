@@ -85,6 +85,8 @@ class TestEnv:
             "batch": {"max_rows": 2000, "max_age_s": 0.05},
             "metrics": {"enabled": False},
             "run": {"drain_grace_s": 20},
+            # cache keys under the test's tag, which the env fixture deletes
+            "state": {"key_prefix": f"t{self.tag}.", "refill_interval_s": 0.5, "retry_after_s": 0.2},
         }  # fmt: skip
         if self.source == "kafka":
             assert self.kafka is not None

@@ -4,7 +4,7 @@ Every command takes `--config FILE`; every option can also come from `TICKVAULT_
 environment variables. Errors print one line on stderr, `tickvault: error: …`, and exit 1;
 usage errors (an unknown option, a missing or malformed argument) print one such line that
 points at the command's `--help`, and exit 2. `query` lives in query.py, `gaps` in gaps.py,
-`archive` in archive/command.py.
+`state` in state_command.py, `archive` in archive/command.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import tickvault
-from tickvault import app
+from tickvault import app, state_command
 from tickvault import gaps as gaps_command
 from tickvault import query as query_command
 from tickvault.archive import command as archive_command
@@ -37,7 +37,7 @@ from tickvault.store.dead_letters import StoredDeadLetter
 
 log = logging.getLogger("tickvault")
 # a person is waiting on these: fail fast instead of retrying PostgreSQL for minutes
-CONNECT_RETRIES_BY_COMMAND = {"check": 0, "query": 2, "gaps": 2, "dlq": 2, "archive": 2}
+CONNECT_RETRIES_BY_COMMAND = {"check": 0, "query": 2, "gaps": 2, "dlq": 2, "archive": 2, "state": 2}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -300,6 +300,13 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     gaps_command.add_arguments(gaps)
     gaps.set_defaults(handler=gaps_command.run)
+    state = sub.add_parser(
+        "state", help="show bot state: get BOT_ID, list, history BOT_ID",
+        description="A bot's newest state (from the Redis cache, else PostgreSQL), every bot's, "
+        "or a bot's history of snapshots. See 'Bot state' in the README.",
+    )  # fmt: skip
+    state_command.add_arguments(state, common)
+    state.set_defaults(handler=state_command.run)
     arc = sub.add_parser(
         "archive", parents=[common], help="roll old partitions to the cold tier; --list, --verify",
         description="Write each partition of klines, fills and order_events that ends before now minus "

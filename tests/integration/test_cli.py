@@ -16,7 +16,7 @@ from tests.helpers import Daemon, TestEnv, free_port
 from tickvault.records import EXAMPLES
 from tickvault.store import migrate
 
-TABLES = {"klines", "orders", "order_events", "fills", "bot_state", "dead_letters"}
+TABLES = {"klines", "orders", "order_events", "fills", "bot_state", "bot_state_history", "dead_letters"}
 
 
 @dataclass
