@@ -37,6 +37,7 @@ from tickvault.reads.intervals import to_us
 from tickvault.records import INTERVALS, BotState
 from tickvault.settings import Settings, load_settings
 from tickvault.store import Store
+from tickvault.writes import Writes
 
 MAX_DISTINCT: Final = 100_000  # most distinct values a listing such as kline_series returns
 # the filter columns whose distinct values `stored_values` lists, per table: each leads an
@@ -50,6 +51,11 @@ DISTINCT_SCANS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
     ("fills", "symbol"): ("exchange", "symbol"),
     ("fills", "bot_id"): ("bot_id",),
     ("bot_state", "bot_id"): ("bot_id",),
+    ("balances", "account"): ("account",),
+    ("balances", "exchange"): ("exchange",),
+    ("signals", "bot_id"): ("bot_id",),
+    ("signals", "exchange"): ("exchange",),
+    ("signals", "symbol"): ("exchange", "symbol"),
 }
 KLINE_SERIES: Final = ("exchange", "symbol", "interval")  # the primary key's prefix
 
@@ -80,7 +86,7 @@ def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
-class Vault:
+class Vault(Writes):
     """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`) return a
     `pyarrow.Table` over PostgreSQL and the cold tier together (see tickvault.reads): columns
     as `tickvault.reads.columns` types them (decimals `decimal128(38, 18)`, times
@@ -93,6 +99,7 @@ class Vault:
         self._settings = settings  # None: PostgreSQL only
         self._catalog: Any = None
         self._catalog_lock = asyncio.Lock()
+        self._writer: Store | None = None  # opened by the first save_*
 
     @classmethod
     @asynccontextmanager
@@ -105,6 +112,7 @@ class Vault:
                 yield vault
             finally:
                 await vault._close_catalog()
+                await vault._close_writer()
 
     async def _cold_table(self, name: str) -> Any:
         """The cold table `name`, or None when it does not exist (nothing rolled yet)."""
@@ -268,6 +276,43 @@ class Vault:
         wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
         filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "order_id": order_id}
         return await self._read("fills", filters, start, end, limit, columns, floats)
+
+    async def balances(
+        self,
+        account: str | None = None,
+        exchange: str | None = None,
+        asset: str | None = None,
+        start: dt.datetime | int | str | None = None,
+        end: dt.datetime | int | str | None = None,
+        limit: int | None = None,
+        *,
+        columns: Sequence[str] | str | None = None,
+        floats: bool = False,
+    ) -> pa.Table:
+        """Balance snapshots in [start, end), oldest first, hot and cold: the points of an
+        equity curve. Columns as `Balance.COLUMNS`. Raises as `klines`."""
+        filters = {"account": account, "exchange": exchange, "asset": asset}
+        return await self._read("balances", filters, start, end, limit, columns, floats)
+
+    async def signals(
+        self,
+        bot_id: str | None = None,
+        strategy: str | None = None,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        start: dt.datetime | int | str | None = None,
+        end: dt.datetime | int | str | None = None,
+        limit: int | None = None,
+        *,
+        symbols: Sequence[str] | None = None,
+        columns: Sequence[str] | str | None = None,
+        floats: bool = False,
+    ) -> pa.Table:
+        """Trading signals in [start, end), oldest first, hot and cold (`metadata` as JSON
+        text). Columns as `Signal.COLUMNS`. Raises as `klines`."""
+        wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
+        filters = {"bot_id": bot_id, "strategy": strategy, "exchange": exchange, "symbol": wanted}
+        return await self._read("signals", filters, start, end, limit, columns, floats)
 
     async def missing_ranges(
         self,
