@@ -12,11 +12,12 @@ from tickvault.errors import (
     StoreUnavailable,
     TickvaultError,
 )
-from tickvault.records import BotState, Fill, Kline, Order, Record
+from tickvault.records import Balance, BotState, Fill, Kline, Order, Record, Signal
 from tickvault.sync import SyncVault, connect
 from tickvault.vault import Vault
 
 __all__ = [
+    "Balance",
     "BotState",
     "ColdFileError",
     "ConfigError",
@@ -26,6 +27,7 @@ __all__ = [
     "Record",
     "RecordError",
     "RowRejected",
+    "Signal",
     "SourceError",
     "SourceUnavailable",
     "StoreError",

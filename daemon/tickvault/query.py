@@ -30,7 +30,7 @@ from tickvault.reads.args import parse_time
 from tickvault.reads.columns import SPECS
 from tickvault.records import INTERVALS, BotState, dump_json
 from tickvault.settings import Settings
-from tickvault.vault import MAX_DISTINCT, Vault
+from tickvault.vault import DISTINCT_SCANS, MAX_DISTINCT, Vault
 
 # what `query` prints, singular and plural
 NOUNS: Final = {
@@ -38,16 +38,24 @@ NOUNS: Final = {
     "orders": ("order", "orders"),
     "fills": ("fill", "fills"),
     "bot_state": ("bot state", "bot states"),
+    "balances": ("balance", "balances"),
+    "signals": ("signal", "signals"),
 }
 DEFAULT_INTERVAL: Final = "1m"
 # the options each kind takes (klines also needs --exchange and --symbol)
-OPTIONS: Final = ("exchange", "symbol", "symbols", "interval", "bot_id", "start", "end", "limit", "columns")
-_SERIES: Final = frozenset({"exchange", "symbol", "symbols", "start", "end", "limit", "columns"})
+OPTIONS: Final = (
+    "exchange", "symbol", "symbols", "interval", "bot_id", "account", "asset", "strategy", "start", "end",
+    "limit", "columns",
+)  # fmt: skip
+_TIMED: Final = frozenset({"exchange", "start", "end", "limit", "columns"})
+_SERIES: Final = _TIMED | {"symbol", "symbols"}
 ALLOWED: Final = {
     "klines": _SERIES | {"interval"},
     "orders": _SERIES | {"bot_id"},
     "fills": _SERIES | {"bot_id"},
     "bot_state": frozenset({"bot_id"}),
+    "balances": _TIMED | {"account", "asset"},
+    "signals": _SERIES | {"bot_id", "strategy"},
 }
 PAGE_ROWS: Final = 50_000
 EARLIEST: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # tickvault.timestamps' lower bound
@@ -94,7 +102,10 @@ def add_arguments(query: argparse.ArgumentParser) -> None:
         "--interval", choices=INTERVALS, metavar="INTERVAL",
         help=f"klines only: one of {' '.join(INTERVALS)} (default: {DEFAULT_INTERVAL})",
     )  # fmt: skip
-    query.add_argument("--bot-id", help="orders, fills, bot_state")
+    query.add_argument("--bot-id", help="orders, fills, bot_state, signals")
+    query.add_argument("--account", help="balances: the account or bot")
+    query.add_argument("--asset", help="balances")
+    query.add_argument("--strategy", help="signals")
     query.add_argument("--start", type=time_arg, help="inclusive; ISO-8601 with offset or epoch ms")
     query.add_argument("--end", type=time_arg, help="exclusive; ISO-8601 with offset or epoch ms")
     query.add_argument("--limit", type=positive_int, help="at most this many rows (klines: the latest ones)")
@@ -172,6 +183,12 @@ async def _read(vault: Vault, args: argparse.Namespace, **window: Any) -> pa.Tab
         return await vault.klines(args.exchange, args.symbol, interval, **window, **shared)
     if args.what == "orders":
         return await vault.orders(args.exchange, args.symbol, args.bot_id, **window, **shared)
+    if args.what == "balances":
+        return await vault.balances(
+            args.account, args.exchange, args.asset, **window, columns=shared["columns"]
+        )
+    if args.what == "signals":
+        return await vault.signals(args.bot_id, args.strategy, args.exchange, args.symbol, **window, **shared)
     return await vault.fills(args.exchange, args.symbol, args.bot_id, **window, **shared)
 
 
@@ -190,7 +207,7 @@ async def _blocks(vault: Vault, args: argparse.Namespace) -> AsyncIterator[pa.Ta
             else pa.table({})
         )
         return
-    time = SPECS["orders" if args.what == "orders" else args.what].time_column
+    time = SPECS[args.what].time_column
     columns = list(dict.fromkeys([*(args.columns or SPECS[args.what].columns), time]))
     wanted = args.columns or list(SPECS[args.what].columns)
     if args.what == "klines" and args.start is None and args.limit is not None:  # the latest N
@@ -226,7 +243,9 @@ async def _check_known(vault: Vault, args: argparse.Namespace) -> None:
                     + close_matches(f"{args.exchange} {symbol} {interval}", stored)
                 )
         return
-    for column in ("exchange", "symbol", "bot_id"):
+    for column in ("exchange", "symbol", "bot_id", "account"):
+        if (args.what, column) not in DISTINCT_SCANS:
+            continue
         values = args.symbols if column == "symbol" and args.symbols else [getattr(args, column)]
         for value in values:
             if value is None:

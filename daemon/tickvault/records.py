@@ -1,4 +1,5 @@
-"""Record kinds — Kline, Order, Fill, BotState — with every validation rule. No I/O.
+"""Record kinds — Kline, Order, Fill, BotState, Balance, Signal — with every validation rule.
+No I/O.
 
 Decimals are `decimal.Decimal` end to end: JSON numbers and strings are both accepted and
 must be finite; floats from Python callers are refused because they are not exact.
@@ -332,6 +333,49 @@ class BotState(_Record):
         return (self.bot_id, self.ts, self.seq, dump_json(self.state))
 
 
+class Balance(_Record):
+    """One asset's balance of an account (or a bot) on an exchange at `ts`: the points of an
+    equity curve."""
+
+    KIND = "balance"
+    TABLE = "balances"
+    TIME_COLUMN = "ts"
+    WRITER_KEY = "account"
+    COLUMNS = ("account", "exchange", "asset", "free", "locked", "ts")
+
+    kind: Literal["balance"] = "balance"
+    account: BotId
+    exchange: Exchange
+    asset: Annotated[str, Field(pattern=ASSET_PATTERN)]
+    free: NonNegDecimal
+    locked: NonNegDecimal = Decimal(0)
+    ts: UtcDatetime
+
+
+class Signal(_Record):
+    """A strategy's trading signal for a symbol at `ts`."""
+
+    KIND = "signal"
+    TABLE = "signals"
+    TIME_COLUMN = "ts"
+    WRITER_KEY = "bot_id"
+    COLUMNS = ("bot_id", "strategy", "exchange", "symbol", "ts", "action", "strength", "metadata")
+
+    kind: Literal["signal"] = "signal"
+    bot_id: BotId
+    strategy: Text
+    exchange: Exchange
+    symbol: Symbol
+    ts: UtcDatetime
+    action: Annotated[Literal["buy", "sell", "hold", "close"], BeforeValidator(_lower)]
+    strength: AnyDecimal | None = None
+    metadata: Annotated[dict[str, Any], AfterValidator(_shallow)] | None = None
+
+    def row(self) -> tuple[Any, ...]:
+        values = super().row()
+        return (*values[:-1], None if self.metadata is None else dump_json(self.metadata))
+
+
 def dump_json(value: Any) -> str:
     """Serialise decoded JSON back to text, writing Decimals as exact JSON numbers.
 
@@ -349,8 +393,10 @@ def dump_json(value: Any) -> str:
     return json.dumps(value)
 
 
-Record: TypeAlias = Kline | Order | Fill | BotState
-RECORD_TYPES: Final[dict[str, type[Record]]] = {cls.KIND: cls for cls in (Kline, Order, Fill, BotState)}
+Record: TypeAlias = Kline | Order | Fill | BotState | Balance | Signal
+RECORD_TYPES: Final[dict[str, type[Record]]] = {
+    cls.KIND: cls for cls in (Kline, Order, Fill, BotState, Balance, Signal)
+}
 KINDS: Final = tuple(RECORD_TYPES)
 
 EXAMPLES: Final[dict[str, dict[str, Any]]] = {
@@ -377,6 +423,15 @@ EXAMPLES: Final[dict[str, dict[str, Any]]] = {
     "bot_state": {
         "bot_id": "grid-btc-1", "ts": 1767225604000, "seq": 17,
         "state": {"position": "0.020", "grid_levels": [86500, 87000, 87500], "paused": False},
+    },
+    "balance": {
+        "account": "grid-btc-1", "exchange": "binance", "asset": "USDT", "free": "10250.12500000",
+        "locked": "1740.00", "ts": 1767225605000,
+    },
+    "signal": {
+        "bot_id": "grid-btc-1", "strategy": "grid", "exchange": "binance", "symbol": "BTCUSDT",
+        "ts": 1767225606000, "action": "buy", "strength": "0.75",
+        "metadata": {"reason": "grid level 87000 crossed", "level": 87000},
     },
 }  # fmt: skip
 
@@ -405,6 +460,14 @@ STORAGE_RULES: Final[dict[str, str]] = {
     "bot_state": (
         "Key bot_id. The stored snapshot is the one that ranks highest by (ts, seq, version); a "
         "missing seq counts as -1."
+    ),
+    "balance": (
+        "Key (account, exchange, asset, ts). The message published last wins; a redelivered or "
+        "reclaimed older message changes nothing."
+    ),
+    "signal": (
+        "Key (bot_id, strategy, exchange, symbol, ts). The message published last wins; a "
+        "redelivered or reclaimed older message changes nothing."
     ),
 }
 ORDERING_NOTE: Final = (

@@ -33,13 +33,15 @@ from tickvault.records import MAX_STATE_BYTES
 from tickvault.timestamps import MIN_EPOCH_MS
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
-TopicKind = Literal["kline", "order", "fill", "bot_state", "mixed"]
+TopicKind = Literal["kline", "order", "fill", "bot_state", "balance", "signal", "mixed"]
 
 DEFAULT_TOPICS: Final[dict[str, TopicKind]] = {
     "tickvault.klines": "kline",
     "tickvault.orders": "order",
     "tickvault.fills": "fill",
     "tickvault.bot_state": "bot_state",
+    "tickvault.balances": "balance",
+    "tickvault.signals": "signal",
 }
 
 

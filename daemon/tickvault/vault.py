@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -29,21 +28,20 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from tickvault import metrics
-from tickvault.codecs.native import to_record
+from tickvault.bot_states import BotStates
 from tickvault.decimals import canonical
-from tickvault.errors import CacheUnavailable, ConfigError, RecordError
+from tickvault.errors import ConfigError
 from tickvault.reads import aggregates, klines, tiers
 from tickvault.reads.args import limit_of, symbols_of, window
 from tickvault.reads.columns import SPECS, check_columns
 from tickvault.reads.gaps import Gap, holes
 from tickvault.reads.hot import Query
 from tickvault.reads.intervals import to_us
-from tickvault.records import INTERVALS, MAX_STATE_BYTES, BotState
-from tickvault.rows import to_item
+from tickvault.records import INTERVALS
 from tickvault.settings import Settings, load_settings
-from tickvault.state import Snapshot, StateCache, bot_state, latest
-from tickvault.store import Store, history
+from tickvault.state import StateCache
+from tickvault.store import Store
+from tickvault.writes import Writes
 
 MAX_DISTINCT: Final = 100_000  # most distinct values a listing such as kline_series returns
 # the filter columns whose distinct values `stored_values` lists, per table: each leads an
@@ -57,6 +55,11 @@ DISTINCT_SCANS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
     ("fills", "symbol"): ("exchange", "symbol"),
     ("fills", "bot_id"): ("bot_id",),
     ("bot_state", "bot_id"): ("bot_id",),
+    ("balances", "account"): ("account",),
+    ("balances", "exchange"): ("exchange",),
+    ("signals", "bot_id"): ("bot_id",),
+    ("signals", "exchange"): ("exchange",),
+    ("signals", "symbol"): ("exchange", "symbol"),
 }
 KLINE_SERIES: Final = ("exchange", "symbol", "interval")  # the primary key's prefix
 
@@ -83,7 +86,7 @@ def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
-class Vault:
+class Vault(BotStates, Writes):
     """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`) return a
     `pyarrow.Table` over PostgreSQL and the cold tier together (see tickvault.reads): columns
     as `tickvault.reads.columns` types them (decimals `decimal128(38, 18)`, times
@@ -99,6 +102,7 @@ class Vault:
         self._cache = cache  # None: bot state from PostgreSQL only
         self._catalog: Any = None
         self._catalog_lock = asyncio.Lock()
+        self._writer: Store | None = None  # opened by the first save_*
 
     @classmethod
     @asynccontextmanager
@@ -115,6 +119,7 @@ class Vault:
                 yield vault
             finally:
                 await vault._close_catalog()
+                await vault._close_writer()
 
     async def _cold_table(self, name: str) -> Any:
         """The cold table `name`, or None when it does not exist (nothing rolled yet)."""
@@ -279,6 +284,43 @@ class Vault:
         filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "order_id": order_id}
         return await self._read("fills", filters, start, end, limit, columns, floats)
 
+    async def balances(
+        self,
+        account: str | None = None,
+        exchange: str | None = None,
+        asset: str | None = None,
+        start: dt.datetime | int | str | None = None,
+        end: dt.datetime | int | str | None = None,
+        limit: int | None = None,
+        *,
+        columns: Sequence[str] | str | None = None,
+        floats: bool = False,
+    ) -> pa.Table:
+        """Balance snapshots in [start, end), oldest first, hot and cold: the points of an
+        equity curve. Columns as `Balance.COLUMNS`. Raises as `klines`."""
+        filters = {"account": account, "exchange": exchange, "asset": asset}
+        return await self._read("balances", filters, start, end, limit, columns, floats)
+
+    async def signals(
+        self,
+        bot_id: str | None = None,
+        strategy: str | None = None,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        start: dt.datetime | int | str | None = None,
+        end: dt.datetime | int | str | None = None,
+        limit: int | None = None,
+        *,
+        symbols: Sequence[str] | None = None,
+        columns: Sequence[str] | str | None = None,
+        floats: bool = False,
+    ) -> pa.Table:
+        """Trading signals in [start, end), oldest first, hot and cold (`metadata` as JSON
+        text). Columns as `Signal.COLUMNS`. Raises as `klines`."""
+        wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
+        filters = {"bot_id": bot_id, "strategy": strategy, "exchange": exchange, "symbol": wanted}
+        return await self._read("signals", filters, start, end, limit, columns, floats)
+
     async def missing_ranges(
         self,
         exchange: str,
@@ -301,98 +343,6 @@ class Vault:
         filters = {"exchange": exchange, "symbol": symbol, "interval": interval}
         rows = await self._read("klines", filters, lower, upper, None, ["open_time"], False)
         return holes(rows.column("open_time"), to_us(lower), to_us(upper), interval)
-
-    async def load_bot_state(self, bot_id: str) -> BotState | None:
-        """The newest state snapshot of a bot, or None if it never sent one.
-
-        From the Redis cache; on a miss from PostgreSQL, which then refills the key (by the
-        cache's compare-and-set, so a newer snapshot written meanwhile stays). While Redis is
-        down or slow (state.redis_timeout_s) PostgreSQL answers alone. Either way the record
-        is the same: numbers in the state are canonical Decimals or ints."""
-        missed = False
-        if self._cache is not None:
-            try:
-                cached = await self._cache.get(bot_id)
-            except CacheUnavailable:
-                cached = None
-            else:
-                missed = cached is None
-            if cached is not None:
-                return cached
-        rows = await latest(self._store, [bot_id])
-        if not rows:
-            return None
-        if missed:
-            await self._cache_put(rows)
-        return rows[0].record()
-
-    async def _cache_put(self, rows: Sequence[Snapshot]) -> None:
-        if self._cache is not None:
-            with contextlib.suppress(CacheUnavailable):
-                metrics.STATE_CACHE_REFILLED.inc(await self._cache.put(rows, "refill"))
-
-    async def save_bot_state(
-        self,
-        bot_id: str,
-        state: dict[str, Any],
-        ts: dt.datetime | int | str | None = None,
-        seq: int | None = None,
-    ) -> bool:
-        """Store a bot's state snapshot as the daemon stores one from a stream: the same
-        validation (records.BotState) and writer (latest row by (ts, seq, version), history
-        row, one transaction), then the Redis cache's compare-and-set. `ts` defaults to now
-        (aware datetime, epoch ms or ISO-8601 with an offset); `seq` is an optional integer
-        >= 0 ordering snapshots of equal ts. Numbers in `state` may be int, Decimal or finite
-        float. Returns True when the snapshot is now the bot's latest, False when a newer one
-        was already stored (it is still kept in the history).
-
-        Raises RecordError with the reason when the state is not a JSON object, holds a
-        non-finite number or a value that is not JSON, exceeds state.max_bytes or
-        MAX_STATE_DEPTH, or when bot_id, ts or seq are invalid or PostgreSQL refuses a value
-        (e.g. a NUL character); StoreError when PostgreSQL cannot be reached. Redis being
-        down does not fail the write: the cache is refilled on the next read or by the daemon."""
-        when = dt.datetime.now(dt.UTC) if ts is None else ts
-        message = {"bot_id": bot_id, "ts": when, "seq": seq, "state": state}
-        limits = (0, MAX_STATE_BYTES) if self._settings is None else (
-            self._settings.source.min_epoch_ms, self._settings.state.max_bytes
-        )  # fmt: skip
-        if not isinstance(state, dict):
-            raise RecordError(f"invalid bot_state: state must be a JSON object, not {type(state).__name__}")
-        record = to_record(message, "bot_state", *limits)
-        version = f"{time.time_ns() // 1_000_000}\t0"  # its place in publish order: now
-        result = await self._store.write("bot_state", [to_item(record)], [version])
-        if result.rejected:
-            raise RecordError(f"invalid bot_state: {result.rejected[0][1]}", "db_rejected")
-        rows = [Snapshot(*row) for row in result.latest]
-        if rows and self._cache is not None:
-            with contextlib.suppress(CacheUnavailable):
-                await self._cache.put(rows)
-        return bool(rows)
-
-    async def bot_states(self, bot_id: str | None = None) -> list[BotState]:
-        """The newest snapshot of every bot (or of one), ordered by bot_id, from PostgreSQL."""
-        rows = await self._store.fetch(
-            f"SELECT bot_id, ts, seq, state::text AS state FROM {self._schema}.bot_state "  # noqa: S608 - identifiers are ours
-            "WHERE $1::text IS NULL OR bot_id = $1 ORDER BY bot_id",
-            bot_id,
-        )
-        return [bot_state(*row) for row in rows]
-
-    async def bot_state_history(
-        self,
-        bot_id: str,
-        start: dt.datetime | int | str | None = None,
-        end: dt.datetime | int | str | None = None,
-        limit: int | None = None,
-    ) -> list[BotState]:
-        """Every distinct snapshot of a bot with ts in [start, end) still in the history
-        (state.history_retention), oldest first; with `limit` and no `start`, the latest
-        `limit`. Raises ConfigError for a bad window or limit."""
-        lower, upper = window(start, end)
-        most = None if limit is None else limit_of(limit)
-        args = (self._schema, bot_id, lower, upper, most)
-        rows = await self._store.run(lambda conn: history.read(conn, *args))
-        return [bot_state(*row) for row in rows]
 
     async def kline_series(self, limit: int = MAX_DISTINCT) -> list[tuple[str, str, str]]:
         """Every stored (exchange, symbol, interval), hot or cold, ascending; at most `limit`.

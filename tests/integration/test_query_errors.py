@@ -50,10 +50,14 @@ USAGE_ERRORS = [
     ((*KLINES, "--bogus"), f"unrecognized arguments: --bogus {QUERY_HELP}"),
     (
         (*KLINES, "--format", "xml"),
-        f"argument --format: invalid choice: 'xml' (choose from 'table', 'csv', 'jsonl') {QUERY_HELP}",
+        "argument --format: invalid choice: 'xml' (choose from 'table', 'csv', 'jsonl', 'parquet') "
+        f"{QUERY_HELP}",
     ),
     (("query",), f"the following arguments are required: what {QUERY_HELP}"),
-    (("query", "klines", "--symbol", "X"), f"query klines needs --exchange and --symbol {QUERY_HELP}"),
+    (
+        ("query", "klines", "--symbol", "X"),
+        f"query klines needs --exchange and --symbol (or --symbols) {QUERY_HELP}",
+    ),
     ((*KLINES, "--bot-id", "grid-1"), f"--bot-id does not apply to klines {QUERY_HELP}"),
     (
         ("query", "bot_state", "--symbol", "X", "--limit", "1"),

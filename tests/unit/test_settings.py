@@ -60,6 +60,8 @@ def test_default_topics_are_the_documented_streams() -> None:
         "tickvault.orders": "order",
         "tickvault.fills": "fill",
         "tickvault.bot_state": "bot_state",
+        "tickvault.balances": "balance",
+        "tickvault.signals": "signal",
     }
     assert load_settings().source.topics == {n: TopicSettings(kind=k) for n, k in DEFAULT_TOPICS.items()}
 

@@ -35,10 +35,11 @@ _KINDS: Final = {
     "bigint": "bigint",
     "integer": "bigint",
     "boolean": "bool",
+    "jsonb": "text",  # JSON text in the cold table
 }
 _SKIPPED: Final = frozenset({"ingested_at"})  # bookkeeping, not data
 _BOUND_RE: Final = re.compile(r"^FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)$")
-_KIND_OF_TABLE: Final = {"klines": "kline", "fills": "fill"}
+_KIND_OF_TABLE: Final = {"klines": "kline", "fills": "fill", "balances": "balance", "signals": "signal"}
 _IDENTIFIER_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 

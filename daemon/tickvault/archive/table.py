@@ -61,6 +61,8 @@ SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "klines": ("exchange", "symbol", "interval", "open_time"),
     "fills": ("exchange", "symbol", "fill_id", "ts"),
     "order_events": ("exchange", "order_id", "updated_at", "event_hash"),
+    "balances": ("account", "exchange", "asset", "ts"),
+    "signals": ("bot_id", "strategy", "exchange", "symbol", "ts"),
 }
 _NULL: Final = "\\N"
 _SEPARATOR: Final = "\x1f"

@@ -16,13 +16,13 @@ from typing import Final
 import pyarrow as pa
 
 from tickvault.decimals import COLD_PRECISION, COLD_SCALE
-from tickvault.records import Fill, Kline, Order
+from tickvault.records import Balance, Fill, Kline, Order, Signal
 
 DECIMAL: Final = pa.decimal128(COLD_PRECISION, COLD_SCALE)
 TIME: Final = pa.timestamp("us", tz="UTC")
 DECIMAL_COLUMNS: Final = frozenset(
     {"open", "high", "low", "close", "volume", "quote_volume", "quantity", "price", "stop_price",
-     "filled_quantity", "avg_fill_price", "fee"}
+     "filled_quantity", "avg_fill_price", "fee", "free", "locked", "strength"}
 )  # fmt: skip
 TIME_COLUMNS: Final = frozenset({"open_time", "close_time", "created_at", "updated_at", "ts"})
 INT_COLUMNS: Final = frozenset({"trades", "seq", "version_ms", "version_seq"})
@@ -46,8 +46,9 @@ def arrow_type(column: str) -> pa.DataType:
 class Spec:
     """One readable table. `rule` decides between a hot and a cold row of one key, as the
     roll's merge would: "kline" — a closed candle beats an open one, then the later-published
-    version; "fill" — the first-published version; "event" — the rows are equal, hot is
-    taken. `cold`: whether the table is rolled to the cold tier."""
+    version; "fill" — the first-published version; "latest" — the later-published version
+    (balances, signals); "event" — the rows are equal, hot is taken. `cold`: whether the
+    table is rolled to the cold tier."""
 
     table: str
     time_column: str
@@ -74,6 +75,12 @@ SPECS: Final[dict[str, Spec]] = {
         True,
     ),
     "orders": Spec("orders", "updated_at", ("exchange", "order_id"), Order.COLUMNS, "event", False),
+    "balances": Spec(
+        "balances", "ts", ("account", "exchange", "asset", "ts"), Balance.COLUMNS, "latest", True
+    ),
+    "signals": Spec(
+        "signals", "ts", ("bot_id", "strategy", "exchange", "symbol", "ts"), Signal.COLUMNS, "latest", True
+    ),
 }
 
 

@@ -29,6 +29,7 @@ _TIER = "__tier"  # 0 hot, 1 cold: among equal rows the hot one is kept
 _ORDER = {
     "kline": [("closed", "descending"), ("version_ms", "descending"), ("version_seq", "descending")],
     "fill": [("version_ms", "ascending"), ("version_seq", "ascending")],
+    "latest": [("version_ms", "descending"), ("version_seq", "descending")],
     "event": [],
 }
 
@@ -43,7 +44,7 @@ def internal_columns(spec: Spec, wanted: tuple[str, ...]) -> tuple[str, ...]:
     extra: tuple[str, ...] = ()
     if spec.rule == "kline":
         extra = ("closed", *VERSION)
-    elif spec.rule == "fill":
+    elif spec.rule in ("fill", "latest"):
         extra = VERSION
     return tuple(dict.fromkeys((*wanted, *spec.key, *extra)))
 

@@ -28,6 +28,8 @@ LAYOUT: Final = {
     "klines": ('exchange, symbol, "interval"', "open_time"),
     "fills": ("exchange, symbol", "ts, fill_id"),
     "order_events": ("exchange, symbol", "updated_at, order_id, event_hash"),
+    "balances": ("account, exchange", "ts, asset"),
+    "signals": ("bot_id, exchange, symbol", "ts, strategy"),
 }
 
 

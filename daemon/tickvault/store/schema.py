@@ -22,6 +22,8 @@ TIME_TABLES: Final = (
     TimeTable("klines", "open_time"),
     TimeTable("order_events", "updated_at"),
     TimeTable("fills", "ts"),
+    TimeTable("balances", "ts"),
+    TimeTable("signals", "ts"),
 )
 # which time-partitioned table each record kind lands in (bot_state has none)
 KIND_TIME_TABLES: Final[dict[str, tuple[TimeTable, ...]]] = {
@@ -29,7 +31,11 @@ KIND_TIME_TABLES: Final[dict[str, tuple[TimeTable, ...]]] = {
     "order": (TIME_TABLES[1],),
     "fill": (TIME_TABLES[2],),
     "bot_state": (),
+    "balance": (TIME_TABLES[3],),
+    "signal": (TIME_TABLES[4],),
 }
+# the tables of the first migration (0001); later migrations add their own
+INITIAL_TABLES: Final = ("klines", "orders", "order_events", "fills", "bot_state", "dead_letters")
 
 _ORDER_COLUMNS: Final = """
     order_id text NOT NULL,
@@ -109,23 +115,52 @@ TABLES: Final[dict[str, str]] = {
     payload bytea NOT NULL,
     replayed_at timestamptz,
     UNIQUE (source, stream, entry_id)""",
+    "balances": """
+    account text NOT NULL,
+    exchange text NOT NULL,
+    asset text NOT NULL,
+    free numeric NOT NULL,
+    locked numeric NOT NULL,
+    ts timestamptz NOT NULL,
+    version_ms bigint NOT NULL DEFAULT 0,
+    version_seq bigint NOT NULL DEFAULT 0,
+    ingested_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account, exchange, asset, ts)""",
+    "signals": """
+    bot_id text NOT NULL,
+    strategy text NOT NULL,
+    exchange text NOT NULL,
+    symbol text NOT NULL,
+    ts timestamptz NOT NULL,
+    action text NOT NULL,
+    strength numeric,
+    metadata jsonb,
+    version_ms bigint NOT NULL DEFAULT 0,
+    version_seq bigint NOT NULL DEFAULT 0,
+    ingested_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (bot_id, strategy, exchange, symbol, ts)""",
 }
 
-INDEXES: Final = (
-    "CREATE INDEX ON {s}.orders (bot_id, updated_at)",
-    "CREATE INDEX ON {s}.orders (symbol, updated_at)",
-    "CREATE INDEX ON {s}.order_events (exchange, order_id, updated_at)",
-    "CREATE INDEX ON {s}.fills (bot_id, ts)",
-    "CREATE INDEX ON {s}.fills (exchange, order_id)",
-    "CREATE INDEX ON {s}.dead_letters (received_at)",
+INDEXES: Final = (  # (table, indexed columns)
+    ("orders", "bot_id, updated_at"),
+    ("orders", "symbol, updated_at"),
+    ("order_events", "exchange, order_id, updated_at"),
+    ("fills", "bot_id, ts"),
+    ("fills", "exchange, order_id"),
+    ("dead_letters", "received_at"),
+    ("balances", "exchange, asset, ts"),
+    ("signals", "exchange, symbol, ts"),
 )
 
 
-def create_statements(schema: str, timescale: bool, chunk_days: int) -> list[str]:
-    """DDL for every table, partitioned natively or as hypertables."""
+def create_statements(
+    schema: str, timescale: bool, chunk_days: int, tables: tuple[str, ...] = INITIAL_TABLES
+) -> list[str]:
+    """DDL for `tables` (and their indexes), partitioned natively or as hypertables."""
     time_columns = {t.name: t.time_column for t in TIME_TABLES}
     statements = []
-    for table, columns in TABLES.items():
+    for table in tables:
+        columns = TABLES[table]
         column = time_columns.get(table)
         suffix = f" PARTITION BY RANGE ({column})" if column and not timescale else ""
         statements.append(f"CREATE TABLE {schema}.{table} ({columns}\n){suffix}")
@@ -136,9 +171,11 @@ def create_statements(schema: str, timescale: bool, chunk_days: int) -> list[str
             )
         elif column:
             statements.append(f"CREATE TABLE {schema}.{table}_default PARTITION OF {schema}.{table} DEFAULT")
-    statements += [index.format(s=schema) for index in INDEXES]
+    statements += [
+        f"CREATE INDEX ON {schema}.{table} ({columns})" for table, columns in INDEXES if table in tables
+    ]
     return statements
 
 
-def drop_statements(schema: str) -> list[str]:
-    return [f"DROP TABLE IF EXISTS {schema}.{table} CASCADE" for table in reversed(TABLES)]
+def drop_statements(schema: str, tables: tuple[str, ...] = INITIAL_TABLES) -> list[str]:
+    return [f"DROP TABLE IF EXISTS {schema}.{table} CASCADE" for table in reversed(tables)]

@@ -32,6 +32,7 @@ WHERE rank is higher). The ranks, highest wins:
   bot_state_history, deduplicated by (bot_id, ts, seq, md5 of the state); the upsert returns
   the rows it made the latest (`LATEST_COLUMNS`), which the daemon then writes to the Redis
   cache (tickvault.state).
+- balance, signal: (version): the later-published message wins.
 A missing `seq` counts as -1.
 """
 
@@ -240,6 +241,26 @@ def _bot_state_sql(s: str) -> tuple[str, str]:
     return history, latest
 
 
+def _latest_sql(s: str, kind: str, table: str, key: tuple[str, ...]) -> str:
+    """The later-published message of each key wins (balance, signal)."""
+    cols = RECORD_TYPES[kind].COLUMNS
+    values = [c for c in cols if c not in key]
+
+    def rank(p: str) -> list[str]:
+        return [f"{p}version_ms", f"{p}version_seq", _tiebreak(values, p)]
+
+    return f"""
+        INSERT INTO {s}.{table} AS t ({_q(_versioned(cols))})
+        SELECT DISTINCT ON ({_q(key)}) {_q(_versioned(cols))} FROM {STAGE_PREFIX}{kind}
+        ORDER BY {_q(key)}, {_sort(rank(""), "DESC")}
+        ON CONFLICT ({_q(key)}) DO UPDATE SET {_sets(values)}
+        WHERE {_row(rank("EXCLUDED."))} > {_row(rank("t."))}"""  # noqa: S608
+
+
+BALANCE_KEY: Final = ("account", "exchange", "asset", "ts")
+SIGNAL_KEY: Final = ("bot_id", "strategy", "exchange", "symbol", "ts")
+
+
 def build_writers(schema: str) -> dict[str, KindWriter]:
     events, current, merged = _order_sql(schema)
     history, latest = _bot_state_sql(schema)
@@ -248,10 +269,13 @@ def build_writers(schema: str) -> dict[str, KindWriter]:
         "order": ("orders", (("order_events", events), ("orders", current), ("", merged))),
         "fill": ("fills", (("fills", _fill_sql(schema)),)),
         "bot_state": ("bot_state", (("bot_state_history", history), ("bot_state", latest))),
+        "balance": ("balances", (("balances", _latest_sql(schema, "balance", "balances", BALANCE_KEY)),)),
+        "signal": ("signals", (("signals", _latest_sql(schema, "signal", "signals", SIGNAL_KEY)),)),
     }
     return {
         kind: KindWriter(
-            kind, table, _versioned(RECORD_TYPES[kind].COLUMNS), statements, kind in ("kline", "fill"),
+            kind, table, _versioned(RECORD_TYPES[kind].COLUMNS), statements,
+            kind in ("kline", "fill", "balance", "signal"),
             "bot_state" if kind == "bot_state" else "",
         )
         for kind, (table, statements) in specs.items()
