@@ -37,6 +37,8 @@ from tickvault.reads.intervals import to_us
 from tickvault.records import INTERVALS, BotState
 from tickvault.settings import Settings, load_settings
 from tickvault.store import Store
+from tickvault.trading import positions, summary
+from tickvault.trading.orders import OPEN_STATUSES, OrderDetail
 
 MAX_DISTINCT: Final = 100_000  # most distinct values a listing such as kline_series returns
 # the filter columns whose distinct values `stored_values` lists, per table: each leads an
@@ -52,6 +54,7 @@ DISTINCT_SCANS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
     ("bot_state", "bot_id"): ("bot_id",),
 }
 KLINE_SERIES: Final = ("exchange", "symbol", "interval")  # the primary key's prefix
+_ALL: Final = (None, None, None, None, False)  # _read's start, end, limit, columns, floats: every row
 
 
 def _canonical_row(row: Any) -> dict[str, Any]:
@@ -260,6 +263,7 @@ class Vault:
         limit: int | None = None,
         *,
         symbols: Sequence[str] | None = None,
+        strategy: str | None = None,
         columns: Sequence[str] | str | None = None,
         floats: bool = False,
     ) -> pa.Table:
@@ -267,7 +271,55 @@ class Vault:
         Raises as `klines`."""
         wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
         filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "order_id": order_id}
+        filters["strategy"] = strategy
         return await self._read("fills", filters, start, end, limit, columns, floats)
+
+    async def positions(
+        self,
+        bot_id: str | None = None,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        as_of: dt.datetime | int | str | None = None,
+    ) -> pa.Table:
+        """The position of each (bot_id, exchange, symbol) from its fills with ts < `as_of`
+        (default: all), hot and cold, by the average-cost method: signed quantity, average
+        entry price, realized PnL, fees, open/flat times. Schema and rules:
+        `tickvault.trading.positions` (and README "Positions and PnL"). Raises ConfigError
+        for a bad `as_of`."""
+        fills = await self.fills(exchange, symbol, bot_id, end=as_of, columns=positions.FILL_COLUMNS)
+        return await asyncio.to_thread(positions.table, fills)
+
+    async def trading_summary(
+        self,
+        bot_id: str | None = None,
+        strategy: str | None = None,
+        symbol: str | None = None,
+        start: dt.datetime | int | str | None = None,
+        end: dt.datetime | int | str | None = None,
+    ) -> pa.Table:
+        """One row: fills, round trips, realized PnL, fees, win rate, average win and loss,
+        profit factor and max drawdown of the fills in [start, end) (positions replayed from
+        their first fill). Definitions: `tickvault.trading.summary`. Raises as `fills`."""
+        lower, upper = window(start, end)
+        columns = summary.FILL_COLUMNS
+        fills = await self.fills(symbol=symbol, bot_id=bot_id, strategy=strategy, end=upper, columns=columns)
+        return await asyncio.to_thread(summary.table, fills, None if lower is None else to_us(lower))
+
+    async def open_orders(
+        self, bot_id: str | None = None, symbol: str | None = None, exchange: str | None = None
+    ) -> pa.Table:
+        """Current state of the orders that can still fill (status new, open or
+        partially_filled), oldest update first; columns as `Order.COLUMNS`."""
+        filters = {"exchange": exchange, "symbol": symbol, "bot_id": bot_id, "status": list(OPEN_STATUSES)}
+        return await self._read("orders", filters, *_ALL)
+
+    async def order(self, exchange: str, order_id: str) -> OrderDetail | None:
+        """One order's current state, history and fills (`tickvault.trading.orders.OrderDetail`),
+        or None when none of them is stored."""
+        state = await self._read("orders", {"exchange": exchange, "order_id": order_id}, *_ALL)
+        history = await self.order_history(exchange, order_id)
+        detail = OrderDetail(state, history, await self.fills(exchange, order_id=order_id))
+        return detail if state.num_rows or history.num_rows or detail.fills.num_rows else None
 
     async def missing_ranges(
         self,
