@@ -37,7 +37,9 @@ async def test_sync_reads_equal_the_async_ones_over_both_tiers(env: TestEnv, tmp
 
 
 def test_sync_methods_have_the_async_signatures_and_docstrings() -> None:
-    for name in ("klines", "fills", "orders", "order_history", "load_bot_state", "bot_states"):
+    public = {name for name in vars(Vault) if not name.startswith("_") and name != "connect"}
+    assert public <= set(vars(SyncVault))  # every read has its blocking twin
+    for name in sorted(public):
         sync, coro = getattr(SyncVault, name), getattr(Vault, name)
         assert sync.__doc__ == coro.__doc__ and sync.__doc__
         assert inspect.signature(sync) == inspect.signature(coro)
