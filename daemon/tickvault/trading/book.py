@@ -26,7 +26,7 @@ order (callers order them by (ts, fill_id)). The rules:
 Exactness: sums and products run in `EXACT`, a decimal context that raises on any rounding
 (decimal.Inexact), with 200 digits — far beyond what decimal(38, 18) operands need. The one
 division, the average entry price (and the fee share of a flip), is rounded once, half to
-even, to SCALE = 18 places (`divide`, through fractions.Fraction), when a fill adds to the
+even, to SCALE = 18 places (`divide`, in integers), when a fill adds to the
 position; a partial close realizes against that average and leaves it as it is, and the
 full close settles what the rounding left (above). `rounded` brings a value to 18 places
 for decimal(38, 18) output.
@@ -37,7 +37,6 @@ from __future__ import annotations
 import decimal
 from dataclasses import dataclass, field
 from decimal import Decimal
-from fractions import Fraction
 from typing import Final
 
 from tickvault.decimals import COLD_SCALE
@@ -59,8 +58,17 @@ _UNIT: Final = 10**SCALE
 def divide(numerator: Decimal, denominator: Decimal) -> Decimal:
     """numerator / denominator rounded once, half to even, to SCALE places (exact when the
     quotient has at most SCALE places). Raises ZeroDivisionError for a zero denominator."""
-    scaled = round(Fraction(numerator) * _UNIT / Fraction(denominator))  # round() of a Fraction: half even
-    return Decimal(scaled).scaleb(-SCALE, context=EXACT)
+    top, bottom = numerator.as_integer_ratio()
+    over, under = denominator.as_integer_ratio()
+    if not over:
+        raise ZeroDivisionError(f"{numerator} / 0")
+    if over < 0:
+        top, over = -top, -over
+    whole, rest = divmod(top * under * _UNIT, bottom * over)  # floor, 0 <= rest < divisor
+    twice, divisor = 2 * rest, bottom * over
+    if twice > divisor or (twice == divisor and whole % 2):
+        whole += 1
+    return Decimal(whole).scaleb(-SCALE, context=EXACT)
 
 
 def rounded(value: Decimal) -> Decimal:
