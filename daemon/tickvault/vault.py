@@ -267,8 +267,8 @@ class Vault:
         columns: Sequence[str] | str | None = None,
         floats: bool = False,
     ) -> pa.Table:
-        """Fills in [start, end), oldest first, hot and cold. Columns as `Fill.COLUMNS`.
-        Raises as `klines`."""
+        """Fills in [start, end), oldest first, hot and cold (`strategy`: only its fills).
+        Columns as `Fill.COLUMNS`. Raises as `klines`."""
         wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
         filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "order_id": order_id}
         filters["strategy"] = strategy
