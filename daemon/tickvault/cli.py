@@ -4,7 +4,7 @@ Every command takes `--config FILE`; every option can also come from `TICKVAULT_
 environment variables. Errors print one line on stderr, `tickvault: error: …`, and exit 1;
 usage errors (an unknown option, a missing or malformed argument) print one such line that
 points at the command's `--help`, and exit 2. `query` lives in query.py, `gaps` in gaps.py,
-`state` in state_command.py, `archive` in archive/command.py.
+`state` in state_command.py, `archive` in archive/command.py, `summary` in trading/command.py.
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ from tickvault.sources import kafka
 from tickvault.sources.redis_streams import connect as redis_connect
 from tickvault.store import Store, migrate
 from tickvault.store.dead_letters import StoredDeadLetter
+from tickvault.trading import command as summary_command
 
 log = logging.getLogger("tickvault")
 # a person is waiting on these: fail fast instead of retrying PostgreSQL for minutes
-CONNECT_RETRIES_BY_COMMAND = {"check": 0, "query": 2, "gaps": 2, "dlq": 2, "archive": 2, "state": 2}
+CONNECT_RETRIES_BY_COMMAND = {
+    "check": 0, "query": 2, "gaps": 2, "dlq": 2, "archive": 2, "state": 2, "summary": 2,
+}  # fmt: skip
 
 
 class _JsonFormatter(logging.Formatter):
@@ -315,6 +318,14 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     archive_command.add_arguments(arc)
     arc.set_defaults(handler=archive_command.run)
+    summ = sub.add_parser(
+        "summary", parents=[common], help="trading summary of fills: PnL, fees, win rate, drawdown",
+        description="Fills, round trips, realized PnL, fees, win rate, average win and loss, profit factor "
+        "and max drawdown of the fills matching the filters in [--start, --end), hot and cold. "
+        "See 'Positions and PnL' in the README.",
+    )  # fmt: skip
+    summary_command.add_arguments(summ)
+    summ.set_defaults(handler=summary_command.run)
     sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
     sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
     sch.set_defaults(handler=None)

@@ -41,6 +41,8 @@ from tickvault.records import INTERVALS
 from tickvault.settings import Settings, load_settings
 from tickvault.state import StateCache
 from tickvault.store import Store
+from tickvault.trading.methods import Trading
+from tickvault.trading.orders import OPEN_STATUSES, OrderDetail
 from tickvault.writes import Writes
 
 MAX_DISTINCT: Final = 100_000  # most distinct values a listing such as kline_series returns
@@ -62,6 +64,7 @@ DISTINCT_SCANS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
     ("signals", "symbol"): ("exchange", "symbol"),
 }
 KLINE_SERIES: Final = ("exchange", "symbol", "interval")  # the primary key's prefix
+_ALL: Final = (None, None, None, None, False)  # _read's start, end, limit, columns, floats: every row
 
 
 def _canonical_row(row: Any) -> dict[str, Any]:
@@ -86,7 +89,7 @@ def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
-class Vault(BotStates, Writes):
+class Vault(BotStates, Trading, Writes):
     """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`) return a
     `pyarrow.Table` over PostgreSQL and the cold tier together (see tickvault.reads): columns
     as `tickvault.reads.columns` types them (decimals `decimal128(38, 18)`, times
@@ -275,13 +278,15 @@ class Vault(BotStates, Writes):
         limit: int | None = None,
         *,
         symbols: Sequence[str] | None = None,
+        strategy: str | None = None,
         columns: Sequence[str] | str | None = None,
         floats: bool = False,
     ) -> pa.Table:
-        """Fills in [start, end), oldest first, hot and cold. Columns as `Fill.COLUMNS`.
-        Raises as `klines`."""
+        """Fills in [start, end), oldest first, hot and cold (`strategy`: only its fills).
+        Columns as `Fill.COLUMNS`. Raises as `klines`."""
         wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
         filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "order_id": order_id}
+        filters["strategy"] = strategy
         return await self._read("fills", filters, start, end, limit, columns, floats)
 
     async def balances(
@@ -320,6 +325,22 @@ class Vault(BotStates, Writes):
         wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
         filters = {"bot_id": bot_id, "strategy": strategy, "exchange": exchange, "symbol": wanted}
         return await self._read("signals", filters, start, end, limit, columns, floats)
+
+    async def open_orders(
+        self, bot_id: str | None = None, symbol: str | None = None, exchange: str | None = None
+    ) -> pa.Table:
+        """Current state of the orders that can still fill (status new, open or
+        partially_filled), oldest update first; columns as `Order.COLUMNS`."""
+        filters = {"exchange": exchange, "symbol": symbol, "bot_id": bot_id, "status": list(OPEN_STATUSES)}
+        return await self._read("orders", filters, *_ALL)
+
+    async def order(self, exchange: str, order_id: str) -> OrderDetail | None:
+        """One order's current state, history and fills (`tickvault.trading.orders.OrderDetail`),
+        or None when none of them is stored."""
+        state = await self._read("orders", {"exchange": exchange, "order_id": order_id}, *_ALL)
+        history = await self.order_history(exchange, order_id)
+        detail = OrderDetail(state, history, await self.fills(exchange, order_id=order_id))
+        return detail if state.num_rows or history.num_rows or detail.fills.num_rows else None
 
     async def missing_ranges(
         self,

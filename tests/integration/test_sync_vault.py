@@ -37,8 +37,9 @@ async def test_sync_reads_equal_the_async_ones_over_both_tiers(env: TestEnv, tmp
 
 
 def test_sync_methods_have_the_async_signatures_and_docstrings() -> None:
-    names = ("klines", "fills", "orders", "order_history", "load_bot_state", "bot_states", "save_bot_state")
-    for name in (*names, "bot_state_history"):
+    public = {name for name in dir(Vault) if not name.startswith("_") and name != "connect"}
+    assert public <= set(vars(SyncVault))  # every read and write has its blocking twin
+    for name in sorted(public):
         sync, coro = getattr(SyncVault, name), getattr(Vault, name)
         assert sync.__doc__ == coro.__doc__ and sync.__doc__
         assert inspect.signature(sync) == inspect.signature(coro)
