@@ -35,7 +35,9 @@ def error(result: Result, code: int) -> str:
 
 LIMIT = "argument --limit: must be a positive integer, got"
 REPLAY_HELP = "(see 'tickvault dlq replay --help')"
-COMMANDS = "'run', 'migrate', 'check', 'dlq', 'dev', 'query', 'gaps', 'archive', 'schemas'"
+COMMANDS = (
+    "'run', 'migrate', 'check', 'dlq', 'dev', 'query', 'gaps', 'state', 'archive', 'summary', 'schemas'"
+)
 USAGE_ERRORS = [
     (
         (*KLINES, "--interval", "7m"),
