@@ -12,6 +12,7 @@ from tickvault.errors import (
     StoreUnavailable,
     TickvaultError,
 )
+from tickvault.publish import Publisher
 from tickvault.records import Balance, BotState, Fill, Kline, Order, Record, Signal
 from tickvault.sync import SyncVault, connect
 from tickvault.vault import Vault
@@ -24,6 +25,7 @@ __all__ = [
     "Fill",
     "Kline",
     "Order",
+    "Publisher",
     "Record",
     "RecordError",
     "RowRejected",

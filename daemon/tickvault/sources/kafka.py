@@ -376,19 +376,26 @@ async def ping(settings: KafkaSettings) -> None:
         await consumer.stop()
 
 
-async def publish(settings: KafkaSettings, records: Iterable[tuple[str, bytes]]) -> int:
-    """Send (topic, value) records and wait until the brokers have them all."""
-    producer = await _retry(
+async def producer(settings: KafkaSettings) -> AIOKafkaProducer:
+    """A started producer (acks="all", not idempotent), retried while the brokers cannot be
+    reached; raises SourceUnavailable after `kafka.connect_retries`. The caller stops it."""
+    started: AIOKafkaProducer = await _retry(
         "connect",
         lambda: _started(AIOKafkaProducer(acks="all", linger_ms=5, **client_options(settings))),
         settings.connect_retries,
         settings.retry_max_backoff_s,
     )
+    return started
+
+
+async def publish(settings: KafkaSettings, records: Iterable[tuple[str, bytes]]) -> int:
+    """Send (topic, value) records and wait until the brokers have them all."""
+    sender = await producer(settings)
     try:
-        futures = [await producer.send(topic, value) for topic, value in records]
-        await producer.flush()
+        futures = [await sender.send(topic, value) for topic, value in records]
+        await sender.flush()
         for future in futures:
             await future
     finally:
-        await producer.stop()
+        await sender.stop()
     return len(futures)
