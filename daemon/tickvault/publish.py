@@ -25,9 +25,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from tickvault.codecs.native import to_record
-from tickvault.errors import ConfigError, RecordError
-from tickvault.records import RECORD_TYPES, Record, dump_json
+from tickvault.codecs.native import to_records
+from tickvault.errors import ConfigError
+from tickvault.records import Record, dump_json
 from tickvault.settings import Settings, load_settings
 
 Items = Iterable[Mapping[str, Any] | Record]
@@ -43,28 +43,6 @@ def encode(record: Record) -> bytes:
             continue
         values[column] = value.isoformat().replace("+00:00", "Z") if isinstance(value, dt.datetime) else value
     return dump_json(values).encode()
-
-
-def validate(kind: str, items: Items, min_epoch_ms: int) -> list[Record]:
-    """The items as records of `kind`; RecordError naming the first bad item's index."""
-    if kind not in RECORD_TYPES:
-        raise ConfigError(f"unknown kind {kind!r} (expected one of {', '.join(RECORD_TYPES)})")
-    record_type = RECORD_TYPES[kind]
-    records: list[Record] = []
-    for i, item in enumerate(items):
-        if isinstance(item, record_type):
-            records.append(item)
-            continue
-        if not isinstance(item, Mapping):
-            raise RecordError(f"item {i}: a {type(item).__name__}, not a {kind} or a mapping", "invalid")
-        try:
-            record = to_record(dict(item), kind, min_epoch_ms)
-        except RecordError as exc:
-            raise RecordError(f"item {i}: {exc.reason}", exc.category) from None
-        if kind != record.KIND:
-            raise RecordError(f"item {i}: a {record.KIND}, not a {kind}", "unknown_kind")
-        records.append(record)
-    return records
 
 
 class Publisher:
@@ -120,7 +98,7 @@ class Publisher:
 
     async def send(self, kind: str, items: Items, *, topic: str | None = None) -> int:
         """Validate every item as `kind`, then publish them all, in order."""
-        records = validate(kind, items, self.settings.source.min_epoch_ms)
+        records = to_records(kind, items, self.settings.source.min_epoch_ms)
         target = topic or self.topic_of(kind)
         for start in range(0, len(records), self.batch):
             await self._send(target, records[start : start + self.batch])

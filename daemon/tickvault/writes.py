@@ -24,9 +24,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tickvault.codecs.native import to_record
-from tickvault.errors import RecordError, RowRejected
-from tickvault.records import RECORD_TYPES, Record
+from tickvault.codecs.native import to_records
+from tickvault.errors import RowRejected
+from tickvault.records import Record
 from tickvault.rows import to_item
 from tickvault.settings import Settings
 from tickvault.store import Store
@@ -56,22 +56,8 @@ class Writes:
             await store.close()
 
     async def _save(self, kind: str, items: SaveItems) -> int:
-        record_type = RECORD_TYPES[kind]
         floor = self._settings.source.min_epoch_ms if self._settings else MIN_EPOCH_MS
-        batch = []
-        for i, item in enumerate(items):
-            if isinstance(item, record_type):
-                record: Record = item
-            elif isinstance(item, Mapping):
-                try:
-                    record = to_record(dict(item), kind, floor)
-                except RecordError as exc:
-                    raise RecordError(f"item {i}: {exc.reason}", exc.category) from None
-                if kind != record.KIND:
-                    raise RecordError(f"item {i}: a {record.KIND}, not a {kind}", "unknown_kind")
-            else:
-                raise RecordError(f"item {i}: a {type(item).__name__}, not a {kind} or a mapping", "invalid")
-            batch.append(to_item(record))
+        batch = [to_item(record) for record in to_records(kind, items, floor)]
         if not batch:
             return 0
         now_ms = time.time_ns() // 1_000_000

@@ -12,14 +12,14 @@ NaN and Infinity literals are refused at parse time.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from tickvault.codecs import fast
-from tickvault.errors import RecordError
+from tickvault.errors import ConfigError, RecordError
 from tickvault.records import KINDS, MAX_STATE_BYTES, RECORD_TYPES, Record
 from tickvault.rows import Item, to_item
 from tickvault.timestamps import MIN_EPOCH_MS
@@ -105,3 +105,29 @@ def codec(
 
 
 decode_item: Final = codec()  # with the default floor
+
+
+def to_records(
+    kind: str, items: Iterable[Mapping[str, Any] | Record], min_epoch_ms: int = MIN_EPOCH_MS
+) -> list[Record]:
+    """Items a caller hands over (dicts shaped like messages, or records) as records of
+    `kind`, validated as messages are. Raises RecordError naming the first bad item's index
+    (`item 1: invalid kline: …`), ConfigError for an unknown kind."""
+    if kind not in RECORD_TYPES:
+        raise ConfigError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    record_type = RECORD_TYPES[kind]
+    records: list[Record] = []
+    for i, item in enumerate(items):
+        if isinstance(item, record_type):
+            records.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise RecordError(f"item {i}: a {type(item).__name__}, not a {kind} or a mapping", "invalid")
+        try:
+            record = to_record(dict(item), kind, min_epoch_ms)
+        except RecordError as exc:
+            raise RecordError(f"item {i}: {exc.reason}", exc.category) from None
+        if kind != record.KIND:
+            raise RecordError(f"item {i}: a {record.KIND}, not a {kind}", "unknown_kind")
+        records.append(record)
+    return records
