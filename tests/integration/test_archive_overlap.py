@@ -1,9 +1,9 @@
 """Partitions of a table roll side by side (`archive.parallel_partitions`): the next one is
-read while the previous one is written, each still goes through its steps in order, and a
-failure of one leaves it hot without stopping the others.
+read while the previous one is written and verified, each still takes its steps in order,
+and a failure of one leaves it hot without stopping the others.
 
-The tests step in through the roller's own functions (`hot.read`, `table.overwrite`),
-against real PostgreSQL and a real Iceberg table.
+The tests step in through the roller's own functions (`hot.read`, `table.checksum`,
+`table.overwrite`), against real PostgreSQL and a real Iceberg table.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ async def klines_both_tiers(env: TestEnv, settings: Settings) -> list[tuple[Any,
 
 
 @pytest.mark.parametrize("parallel", [1, 2])
-async def test_the_next_partition_is_read_while_one_is_written(
+async def test_the_next_partition_is_read_while_one_is_verified(
     env: TestEnv,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -56,7 +56,7 @@ async def test_the_next_partition_is_read_while_one_is_written(
     )
     await load(settings)
     before = await everything_hot(env)
-    read, overwrite = hot.read, table.overwrite
+    read, checksum = hot.read, table.checksum
     second_read = threading.Event()
     steps: list[str] = []
 
@@ -67,15 +67,16 @@ async def test_the_next_partition_is_read_while_one_is_written(
             second_read.set()
         return result
 
-    def overwrite_logged(cold: Any, data: pa.Table, where: Any) -> int:
-        day = data["open_time"][0].as_py().day
-        if day == 1 and parallel > 1:  # day 2 must be read meanwhile, not after day 1 is done
-            second_read.wait(WAIT_S)
-        steps.append(f"write {day} ({'after' if second_read.is_set() else 'before'} the read of day 2)")
-        return overwrite(cold, data, where)
+    def checksum_logged(data: pa.Table) -> str:  # the verify's, once the partition is committed
+        if data.num_rows:
+            day = data["open_time"][0].as_py().day
+            if day == 1 and parallel > 1:  # day 2 must be read meanwhile, not after day 1 is done
+                second_read.wait(WAIT_S)
+            steps.append(f"verify {day} ({'after' if second_read.is_set() else 'before'} the read of day 2)")
+        return checksum(data)
 
     monkeypatch.setattr(hot, "read", read_logged)
-    monkeypatch.setattr(table, "overwrite", overwrite_logged)
+    monkeypatch.setattr(table, "checksum", checksum_logged)
     caplog.set_level(logging.WARNING, logger="pyiceberg")
     outcomes = await roll(settings, tables=["klines"])
     assert [(o.partition.start.day, o.status) for o in outcomes] == [
@@ -85,9 +86,9 @@ async def test_the_next_partition_is_read_while_one_is_written(
     ]
     first = "after" if parallel > 1 else "before"
     assert steps[:3] == (
-        ["read 1", "read 2", f"write 1 ({first} the read of day 2)"]
+        ["read 1", "read 2", f"verify 1 ({first} the read of day 2)"]
         if parallel > 1
-        else ["read 1", f"write 1 ({first} the read of day 2)", "read 2"]
+        else ["read 1", f"verify 1 ({first} the read of day 2)", "read 2"]
     )
     assert not [r for r in caplog.records if r.name.startswith("pyiceberg")]  # no commit conflict, no retry
     assert [p for p in await partitions_of(env, "klines") if p.endswith(ROLLED)] == []

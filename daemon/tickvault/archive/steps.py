@@ -24,8 +24,11 @@ Partitions of one table roll side by side (`TableRoll`): while one is sorted, wr
 verified in worker threads, the next is merged and read. They share one PostgreSQL
 connection, used by one step at a time (`TableRoll.db`: steps 1-2 and 5 — the drop's lock
 on T covers every partition of T, so a read beside it would only wait, or time the lock
-out), and one Iceberg table object, committed to by one overwrite at a time
-(`TableRoll.commit`: each commit then starts from the snapshot the previous one made, so
+out), and the cold table, each partition through a table object of its own: pyiceberg does not
+document its table objects as safe for concurrent use (a commit beside a scan of one shared
+object failed here, rarely, with "dictionary changed size during iteration"). The catalog is
+used by one thread at a time (`TableRoll.catalog_lock`: opening the table, and each commit,
+made after its table object is refreshed to the snapshot the previous one made, so
 pyiceberg's optimistic commit never conflicts and never retries).
 """
 
@@ -70,8 +73,8 @@ class Outcome:
 @dataclass
 class TableRoll:
     """What the rolls of one table's partitions share: the connection (the caller's, which
-    holds the roll lock; used under `db` only), the catalog, and the cold table, opened by
-    the first roll that needs it (under `db`) and committed to under `commit`."""
+    holds the roll lock; used under `db` only), and the catalog (used under `catalog_lock`
+    only, in worker threads)."""
 
     conn: asyncpg.Connection
     settings: Settings
@@ -79,21 +82,21 @@ class TableRoll:
     hot_side: Partitions
     table: TimeTable
     db: asyncio.Lock = field(default_factory=asyncio.Lock)
-    commit: threading.Lock = field(default_factory=threading.Lock)
-    cold: Table | None = None
+    catalog_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def open(self, cols: tuple[Column, ...]) -> Table:
-        """The cold table (created when missing); call under `db`. Raises OSError when the
-        root is unwritable."""
-        if self.cold is None:
-            t, namespace = self.table, self.settings.postgres.schema_name
-            args = (self.catalog, namespace, t.name, t.time_column, cols)
-            self.cold = await asyncio.to_thread(table.open_table, *args)
-        return self.cold
+    def open(self, cols: tuple[Column, ...]) -> Table:
+        """A table object of the cold table (created when missing), for one partition's use.
+        Raises OSError when the root is unwritable."""
+        with self.catalog_lock:
+            t = self.table
+            return table.open_table(
+                self.catalog, self.settings.postgres.schema_name, t.name, t.time_column, cols
+            )
 
     def overwrite(self, cold: Table, data: pa.Table, where: BooleanExpression) -> int:
-        """`table.overwrite`, one at a time (in a worker thread)."""
-        with self.commit:
+        """`table.overwrite` from the table's current snapshot, one at a time."""
+        with self.catalog_lock:
+            cold.refresh()
             return table.overwrite(cold, data, where)
 
 
@@ -105,11 +108,11 @@ async def roll_one(shared: TableRoll, p: Partition) -> Outcome:
     async with shared.db:
         cols = await hot.columns(conn, schema, p.table.name)
         arrow = table.arrow_schema(cols)
-        cold = await shared.open(cols)
+        cold = await asyncio.to_thread(shared.open, cols)
         where = table.time_range(p.table.time_column, p.start.isoformat(), p.end.isoformat())
         earlier = await asyncio.to_thread(table.read, cold, where, arrow)
         if earlier.num_rows:
-            await _check_logged(conn, schema, cold, where, p, earlier)
+            await _check_logged(shared, cold, where, p, earlier)
             await shared.hot_side.ensure(conn, p)
             await hot.reload(conn, schema, p.table, earlier)
         data, seen = await hot.read(conn, p, cols)
@@ -127,12 +130,13 @@ async def roll_one(shared: TableRoll, p: Partition) -> Outcome:
 
 
 async def _check_logged(
-    conn: asyncpg.Connection, schema: str, cold: Table, where: BooleanExpression, p: Partition, rows: pa.Table
+    shared: TableRoll, cold: Table, where: BooleanExpression, p: Partition, rows: pa.Table
 ) -> None:
     """Before cold rows of a rolled range are merged back: they must be what the roll that
     logged the range verified (unless the range was committed again since). Raises
     ColdDataCorrupt, so the partition stays hot and the damage is reported, not merged."""
-    for logged in await scrub.logged_ranges(conn, schema, [p.table.name]):
+    schema = shared.settings.postgres.schema_name
+    for logged in await scrub.logged_ranges(shared.conn, schema, [p.table.name]):
         if (logged.start, logged.end) != (p.start, p.end):
             continue
         check = await asyncio.to_thread(scrub.judge, cold, where, rows, logged)
