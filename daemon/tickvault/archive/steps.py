@@ -27,9 +27,10 @@ on T covers every partition of T, so a read beside it would only wait, or time t
 out), and the cold table, each partition through a table object of its own: pyiceberg does not
 document its table objects as safe for concurrent use (a commit beside a scan of one shared
 object failed here, rarely, with "dictionary changed size during iteration"). The catalog is
-used by one thread at a time (`TableRoll.catalog_lock`: opening the table, and each commit,
-made after its table object is refreshed to the snapshot the previous one made, so
-pyiceberg's optimistic commit never conflicts and never retries).
+used by one thread at a time (`TableRoll.catalog_lock`): opening the table, and each
+overwrite (its Parquet files and its commit), made after its table object is refreshed to
+the snapshot the previous one made, so pyiceberg's optimistic commit never conflicts and
+never retries. One partition's overwrite thus overlaps the other's read, or its verify.
 """
 
 from __future__ import annotations
