@@ -213,6 +213,7 @@ class ArchiveSettings(_Section):
     hot_retention: str = "7d"
     snapshot_retention: str = "1d"
     lock_timeout_s: float = Field(5.0, gt=0)
+    parallel_partitions: int = Field(2, ge=1)
     s3_endpoint: str | None = None
     s3_region: str | None = None
     s3_access_key_id: SecretStr | None = None

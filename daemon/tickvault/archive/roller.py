@@ -1,30 +1,18 @@
 """The roller: moves old partitions to the cold tier, verifies them, then drops them.
 
-One roll of a partition [start, end) of table T (a native partition, or a TimescaleDB chunk
-through `chunks.TimescaleChunks`; all steps idempotent):
-1. Merge: when the cold table already holds rows in the range (a resumed roll, or late rows
-   that arrived after an earlier roll and now sit in a re-created partition), they are
-   loaded back into the hot partition under the ingest rules (`hot.reload`), so PostgreSQL
-   applies the one set of conflict rules.
-2. Read the partition into Arrow, and its fingerprint (row count and a sum of hashes of
-   the row versions' identities, `hot.fingerprint`), from one snapshot.
-3. Overwrite the range in the Iceberg table with those rows: one atomic commit that
-   replaces whatever the range held, so a repeated roll never adds a second copy.
-4. Verify: read back what that snapshot holds for the range; its row count must equal what
-   was read, and its rows, sorted by the key, must equal them value for value (else their
-   order-independent checksums, `table.checksum`, must be equal). The partition's checksum
-   goes to `archive_log`.
-5. In one PostgreSQL transaction: lock T (ACCESS EXCLUSIVE, bounded by
-   `archive.lock_timeout_s`), check the partition's fingerprint is unchanged — a late row
-   written after step 2 would otherwise be dropped unarchived; if it changed, nothing is
-   dropped and the next round merges it — then insert the `archive_log` row and drop the
-   partition. The lock is held only for the fingerprint and the drop.
+Each partition that ends before the cutoff goes through the steps of `steps` (merge, read
+with a fingerprint, Iceberg overwrite, read-back verify, drop under a lock with the
+fingerprint checked again), in that order. A crash anywhere leaves either the partition
+(and maybe a committed cold copy, which the merge takes back next time) or the log row and
+no partition: nothing lost, nothing doubled. A failure at any step leaves the partition in
+PostgreSQL, logs the reason, counts it in `tickvault_archive_failures_total`, and the next
+round retries; the other partitions go on. One roller runs at a time across replicas (a
+session advisory lock, held on the round's connection throughout).
 
-A crash anywhere leaves either the partition (and maybe a committed cold copy, which step 1
-merges next time) or the log row and no partition: nothing lost, nothing doubled. A failure
-at any step leaves the partition in PostgreSQL, logs the reason, counts it in
-`tickvault_archive_failures_total`, and the next round retries. One roller runs at a time
-across replicas (a session advisory lock).
+Up to `archive.parallel_partitions` partitions of a table are in flight at once: while one
+is sorted, written and verified in worker threads, the next is read from PostgreSQL
+(`steps.TableRoll` says what they share and what runs one at a time). Outcomes come back in
+partition order.
 
 On hypertables, klines chunks inside the window of a continuous aggregate's refresh policy
 are kept hot even when older than the cutoff (`_cutoff_of`): their drop would invalidate
@@ -42,42 +30,21 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
-import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.expressions import BooleanExpression
-from pyiceberg.table import Table
 
 from tickvault import metrics
-from tickvault.archive import chunks, hot, scrub, sweep, table
+from tickvault.archive import chunks, steps, sweep, table
 from tickvault.archive.hot import NativePartitions, Partition, PartitionChanged, Partitions
-from tickvault.errors import TickvaultError
+from tickvault.archive.steps import Outcome
 from tickvault.settings import Settings
 from tickvault.store import db, partitions
 from tickvault.store.schema import TIME_TABLES, TimeTable
 
 log = logging.getLogger(__name__)
 ROLL_LOCK_KEY: Final = 0x7476_636F_6C64  # "tvcold": one roller at a time across replicas
-
-
-class VerifyFailed(TickvaultError):
-    """What the cold table holds for a range differs from the partition that was written."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    partition: Partition
-    status: str  # "rolled", "would roll", "failed", "changed"
-    rows: int = 0
-    files: int = 0
-    bytes: int = 0
-    checksum: str = ""
-    merged_rows: int = 0
-    reason: str = ""
 
 
 def cutoff(
@@ -136,11 +103,11 @@ async def _roll_all(
                 outcomes += await _dry_run(conn, hot_side, t, t_before)
                 continue
             todo = await hot_side.old(conn, t, t_before)
-            if todo and catalog is None:
+            if not todo:
+                continue
+            if catalog is None:
                 catalog = await asyncio.to_thread(table.open_catalog, settings)
-            for partition in todo:
-                assert catalog is not None
-                outcomes.append(await _roll_logged(conn, settings, catalog, hot_side, partition))
+            outcomes += await _roll_table(steps.TableRoll(conn, settings, catalog, hot_side, t), todo)
     finally:
         await asyncio.to_thread(table.close_catalog, catalog)
     return outcomes
@@ -220,17 +187,27 @@ async def _dry_run(
     return out
 
 
-async def _roll_logged(
-    conn: asyncpg.Connection,
-    settings: Settings,
-    catalog: SqlCatalog,
-    hot_side: Partitions,
-    p: Partition,
-) -> Outcome:
+async def _roll_table(shared: steps.TableRoll, todo: Sequence[Partition]) -> list[Outcome]:
+    """Roll `todo`, partitions of `shared.table`, up to `archive.parallel_partitions` at a
+    time, each in its own order of steps; their outcomes in the order of `todo`."""
+    outcomes: list[Outcome | None] = [None] * len(todo)
+    pending = iter(enumerate(todo))
+
+    async def worker() -> None:  # takes the next partition when its previous one is done
+        for i, p in pending:
+            outcomes[i] = await _roll_logged(shared, p)
+
+    async with asyncio.TaskGroup() as group:  # if cancelled, cancels and awaits every worker
+        for _ in range(min(shared.settings.archive.parallel_partitions, len(todo))):
+            group.create_task(worker())
+    return [o for o in outcomes if o is not None]
+
+
+async def _roll_logged(shared: steps.TableRoll, p: Partition) -> Outcome:
     started = time.monotonic()
     name = f"{p.name} [{p.start:%Y-%m-%dT%H:%M}Z, {p.end:%Y-%m-%dT%H:%M}Z)"
     try:
-        outcome = await _roll_one(conn, settings, catalog, hot_side, p)
+        outcome = await steps.roll_one(shared, p)
     except PartitionChanged as exc:
         log.info("not dropping %s: %s; the next round merges it", name, exc)
         return Outcome(p, "changed", reason=str(exc))
@@ -249,113 +226,6 @@ async def _roll_logged(
     metrics.ARCHIVE_BYTES.labels(p.table.name).inc(outcome.bytes)
     metrics.ARCHIVE_LAST_SUCCESS.set(time.time())
     return outcome
-
-
-async def _roll_one(
-    conn: asyncpg.Connection,
-    settings: Settings,
-    catalog: SqlCatalog,
-    hot_side: Partitions,
-    p: Partition,
-) -> Outcome:
-    schema = settings.postgres.schema_name
-    cols = await hot.columns(conn, schema, p.table.name)
-    arrow = table.arrow_schema(cols)
-    cold = await asyncio.to_thread(table.open_table, catalog, schema, p.table.name, p.table.time_column, cols)
-    where = table.time_range(p.table.time_column, p.start.isoformat(), p.end.isoformat())
-    earlier = await asyncio.to_thread(table.read, cold, where, arrow)
-    if earlier.num_rows:
-        await _check_logged(conn, schema, cold, where, p, earlier)
-        await hot_side.ensure(conn, p)
-        await hot.reload(conn, schema, p.table, earlier)
-    data, seen = await hot.read(conn, p, cols)
-    files = size = 0
-    digest, snapshot_id = table.checksum(data.slice(0, 0)), None  # _verify's, once rows are written
-    if data.num_rows or earlier.num_rows:
-        data = table.sort(data, p.table.name)
-        snapshot_id = await asyncio.to_thread(table.overwrite, cold, data, where)
-        digest = await asyncio.to_thread(_verify, cold, where, arrow, snapshot_id, data, p.table.name)
-        files, size = await asyncio.to_thread(table.files_in, cold, where, snapshot_id)
-    series = _kline_series(data) if p.table.name == "klines" else []
-    await _drop(conn, settings, hot_side, p, seen, (files, data.num_rows, size, digest, snapshot_id), series)
-    return Outcome(p, "rolled", data.num_rows, files, size, digest, earlier.num_rows)
-
-
-async def _check_logged(
-    conn: asyncpg.Connection, schema: str, cold: Table, where: BooleanExpression, p: Partition, rows: pa.Table
-) -> None:
-    """Before cold rows of a rolled range are merged back: they must be what the roll that
-    logged the range verified (unless the range was committed again since). Raises
-    ColdDataCorrupt, so the partition stays hot and the damage is reported, not merged."""
-    for logged in await scrub.logged_ranges(conn, schema, [p.table.name]):
-        if (logged.start, logged.end) != (p.start, p.end):
-            continue
-        check = await asyncio.to_thread(scrub.judge, cold, where, rows, logged)
-        if check.status == "corrupt":
-            metrics.ARCHIVE_COLD_CHECK_FAILURES.labels(p.table.name).inc()
-            raise scrub.ColdDataCorrupt(f"cold rows of the range differ from the archive log: {check.reason}")
-
-
-def _verify(
-    cold: Table, where: BooleanExpression, arrow: pa.Schema, snapshot_id: int, data: pa.Table, name: str
-) -> str:
-    """The checksum of `data` (sorted by `name`'s key), once the committed snapshot is shown
-    to hold exactly it: the same row count, and the rows read back (sorted by the key unless
-    they came back in that order) equal to `data` value for value — or, should the key not
-    order them alike (duplicate keys), the same order-independent checksum. The checksum is
-    computed while the rows are read back. Raises VerifyFailed."""
-    with ThreadPoolExecutor(1, thread_name_prefix="tickvault-checksum") as pool:
-        want = pool.submit(table.checksum, data)
-        back = table.read(cold, where, arrow, snapshot_id)
-        if back.num_rows != data.num_rows:
-            raise VerifyFailed(
-                f"the cold table holds {back.num_rows} rows for the range, {data.num_rows} were written"
-            )
-        if not (back.equals(data) or table.sort(back, name).equals(data)):
-            got = table.checksum(back)
-            if got != want.result():
-                raise VerifyFailed(
-                    f"checksum of the committed rows {got} differs from the partition's {want.result()}"
-                )
-        return want.result()
-
-
-async def _drop(
-    conn: asyncpg.Connection,
-    settings: Settings,
-    hot_side: Partitions,
-    p: Partition,
-    seen: str,
-    logged: tuple[int, int, int, str, int | None],
-    series: list[tuple[str, str, str]],
-) -> None:
-    schema = settings.postgres.schema_name
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL lock_timeout = '{int(settings.archive.lock_timeout_s * 1000)}ms'")
-        # as at the read: a fingerprint of row text must see times printed alike
-        await conn.execute("SET LOCAL timezone = 'UTC'; SET LOCAL datestyle = 'ISO'")
-        await conn.execute(f"LOCK TABLE {schema}.{p.table.name} IN ACCESS EXCLUSIVE MODE")
-        now = await hot.fingerprint(conn, p)
-        if now != seen:
-            raise PartitionChanged(f"rows changed since the read ({seen} → {now})")
-        await conn.execute(
-            f"INSERT INTO {schema}.archive_log (table_name, range_start, range_end, files, rows, bytes, "  # noqa: S608
-            "checksum, snapshot_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            p.table.name, p.start, p.end, *logged,
-        )  # fmt: skip
-        await conn.executemany(
-            f'INSERT INTO {schema}.cold_kline_series (exchange, symbol, "interval") VALUES ($1, $2, $3) '  # noqa: S608
-            "ON CONFLICT DO NOTHING",
-            series,
-        )
-        await hot_side.drop(conn, p)
-
-
-def _kline_series(data: pa.Table) -> list[tuple[str, str, str]]:
-    """The distinct (exchange, symbol, interval) of klines rows."""
-    names = ["exchange", "symbol", "interval"]
-    found = data.select(names).group_by(names).aggregate([])
-    return list(zip(*(found.column(n).to_pylist() for n in names), strict=True))
 
 
 async def history(settings: Settings, limit: int = 1000) -> list[asyncpg.Record]:
