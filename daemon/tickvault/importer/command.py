@@ -2,8 +2,8 @@
 its progress bar, and the closing counts.
 
 Every file's format and series are worked out before anything is written, so a file the
-command cannot place fails it at once. Files are then read in a worker thread one chunk
-ahead of the writes (parsing overlaps PostgreSQL's work). Exit 0 when every file was read
+command cannot place fails it at once. Files are then read in a thread of its own, up to
+two batches ahead of the writes (parsing overlaps PostgreSQL's work). Exit 0 when every file was read
 and written, bad lines included (they are counted and dead-lettered); 1, with one error
 line, when a file cannot be read or the store fails — what was written by then stays and a
 re-run adds nothing twice.
@@ -18,7 +18,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,17 +133,16 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 async def _load(
     loader: Loader, files: list[_Planned], settings: Settings, args: argparse.Namespace
 ) -> Counts:
-    """Read (in a worker thread, one chunk ahead) and write every chunk, showing progress."""
+    """Read (in a thread of its own, up to two batches ahead) and write every chunk, showing
+    progress."""
     loader.counts.files = len(files)
     parts = chunks(files, settings, args)
     quiet = args.quiet or not sys.stderr.isatty()
     with _progress(quiet) as progress, _logs_above(progress):
         task = progress.add_task("", total=sum(f.size for f in files) or 1, rows=0, rate=0)
         started, done, name = time.perf_counter(), 0, ""
-        pending = asyncio.ensure_future(asyncio.to_thread(next, parts, None))
-        try:
-            while (chunk := await pending) is not None:
-                pending = asyncio.ensure_future(asyncio.to_thread(next, parts, None))
+        with _Reader(parts, max(2, 2 * args.batch_rows // CHUNK_ROWS)) as reader:
+            while (chunk := await reader.next()) is not None:
                 await loader.add(chunk)
                 if chunk.name != name:  # a new file: the previous one was read to its end
                     done, name = 0, chunk.name
@@ -151,9 +152,55 @@ async def _load(
                     task, advance=chunk.done - done, description=name, rows=rows, rate=rows / elapsed_s
                 )
                 done = chunk.done
-            return await loader.finish()
-        finally:
-            pending.cancel()
+        return await loader.finish()
+
+
+class _Reader:
+    """Runs the readers in a thread of its own, up to `ahead` chunks ahead of the writes, so
+    parsing overlaps PostgreSQL's work. `next` hands out the chunks in order, then None; an
+    error of the readers is raised there. Leaving the context stops the thread."""
+
+    _END: Final = object()
+
+    def __init__(self, parts: Iterator[Chunk], ahead: int) -> None:
+        self._parts = parts
+        self._queue: queue.Queue[object] = queue.Queue(ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tickvault-import-reader", daemon=True)
+
+    def __enter__(self) -> _Reader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a put
+                self._queue.get_nowait()
+        self._thread.join()
+        self._queue.put_nowait(self._END)  # releases a `next` still waiting (after a cancel)
+
+    def _run(self) -> None:
+        try:
+            for chunk in self._parts:
+                if not self._put(chunk):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the event loop's side, which raises it
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.1)
+                return True
+        return False
+
+    async def next(self) -> Chunk | None:
+        item = await asyncio.to_thread(self._queue.get)
+        if isinstance(item, BaseException):
+            raise item
+        return None if item is self._END else item  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

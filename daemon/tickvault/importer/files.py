@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, TypeAlias
 
 from tickvault.errors import TickvaultError
 
@@ -30,10 +29,7 @@ class ImportFailed(TickvaultError):
     """A file could not be found, opened or read (not a bad line: those are dead-lettered)."""
 
 
-@dataclass(frozen=True)
-class Line:
-    number: int  # 1 = the file's first line
-    raw: bytes  # without its line end
+Line: TypeAlias = tuple[int, bytes]  # (line number, 1 for the first; the line without its end)
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -105,5 +101,5 @@ def _numbered(file: IO[bytes], number: int) -> Generator[Line, None, int]:
         number += 1
         raw = raw.rstrip(b"\r\n")
         if raw.strip():
-            yield Line(number, raw)
+            yield number, raw
     return number

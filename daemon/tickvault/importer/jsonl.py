@@ -27,13 +27,13 @@ def chunks(
     number". Raises ImportFailed (files.lines) when it cannot be read."""
     decode = native.codec(min_epoch_ms, max_state_bytes)
     chunk, done = Chunk(path.name), 0
-    for line in lines(path):
-        done += len(line.raw) + 1
-        entry = str(line.number)
+    for number, raw in lines(path):
+        done += len(raw) + 1
+        entry = str(number)
         try:
-            chunk.add(decode(line.raw, kind), f"0\t{line.number}", entry)
+            chunk.add(decode(raw, kind), f"0\t{number}", entry)
         except RecordError as exc:
-            chunk.reject(entry, _kind_of(line.raw, kind), exc, line.raw)
+            chunk.reject(entry, _kind_of(raw, kind), exc, raw)
         if chunk.read >= chunk_rows:
             chunk.done = done
             yield chunk
