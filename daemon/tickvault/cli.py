@@ -4,7 +4,8 @@ Every command takes `--config FILE`; every option can also come from `TICKVAULT_
 environment variables. Errors print one line on stderr, `tickvault: error: …`, and exit 1;
 usage errors (an unknown option, a missing or malformed argument) print one such line that
 points at the command's `--help`, and exit 2. `query` lives in query.py, `gaps` in gaps.py,
-`state` in state_command.py, `archive` in archive/command.py, `summary` in trading/command.py.
+`state` in state_command.py, `archive` in archive/command.py, `summary` in trading/command.py,
+`import` in importer/command.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tickvault import gaps as gaps_command
 from tickvault import query as query_command
 from tickvault.archive import command as archive_command
 from tickvault.errors import SourceUnavailable, TickvaultError
+from tickvault.importer import command as import_command
 from tickvault.query import count, join, positive_int
 from tickvault.records import EXAMPLES, json_schemas
 from tickvault.settings import Settings, load_settings
@@ -39,7 +41,7 @@ from tickvault.trading import command as summary_command
 log = logging.getLogger("tickvault")
 # a person is waiting on these: fail fast instead of retrying PostgreSQL for minutes
 CONNECT_RETRIES_BY_COMMAND = {
-    "check": 0, "query": 2, "gaps": 2, "dlq": 2, "archive": 2, "state": 2, "summary": 2,
+    "check": 0, "query": 2, "gaps": 2, "dlq": 2, "archive": 2, "state": 2, "summary": 2, "import": 2,
 }  # fmt: skip
 
 
@@ -326,6 +328,14 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     summary_command.add_arguments(summ)
     summ.set_defaults(handler=summary_command.run)
+    imp = sub.add_parser(
+        "import", parents=[common], help="bulk-load files: JSON Lines, Binance dumps, cold-tier Parquet",
+        description="Load klines and other records from files straight into the store, through the "
+        "daemon's validation and idempotent writers: a re-import adds nothing twice. Bad lines go to "
+        "dead letters and are counted. See 'Bulk import' in the README.",
+    )  # fmt: skip
+    import_command.add_arguments(imp)
+    imp.set_defaults(handler=import_command.run)
     sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
     sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
     sch.set_defaults(handler=None)

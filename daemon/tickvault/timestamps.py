@@ -90,3 +90,18 @@ def _utc(value: dt.datetime) -> dt.datetime:
     if utc < EPOCH:
         raise ValueError(f"outside {TIME_RANGE}")
     return utc
+
+
+def parse_epoch_ms_or_us(value: int, min_epoch_ms: int = 0) -> dt.datetime:
+    """An integer of epoch milliseconds or microseconds → UTC, the unit told by its size as
+    `parse_timestamp` tells it: up to MAX_EPOCH_MS it is milliseconds, above that and up to
+    MAX_EPOCH_US microseconds (for files that mix both, as exchanges' dumps do).
+
+    Raises ValueError saying why for a negative value, one below `min_epoch_ms` (likely
+    seconds) or one above MAX_EPOCH_US (likely nanoseconds).
+    """
+    if MAX_EPOCH_MS < value <= MAX_EPOCH_US:
+        return EPOCH + dt.timedelta(microseconds=value)
+    if value > MAX_EPOCH_US:
+        raise ValueError("looks like epoch nanoseconds; expected epoch milliseconds or microseconds")
+    return EPOCH + dt.timedelta(milliseconds=_epoch_ms(value, min_epoch_ms))

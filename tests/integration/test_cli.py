@@ -59,7 +59,7 @@ async def test_help_lists_every_command(env: TestEnv) -> None:
     result = await tickvault(env, "--help")
     assert result.code == 0
     text = "\n".join(result.out)
-    for command in ("run", "migrate", "check", "dlq", "schemas", "summary"):
+    for command in ("run", "migrate", "check", "dlq", "schemas", "summary", "import"):
         assert f"    {command} " in text, command
 
 

@@ -166,20 +166,35 @@ def _kline(k: _Kline, min_epoch_ms: int) -> Row | None:
         return None
     quote, trades = k.quote_volume, k.trades
     try:
-        text = "\t".join((
-            k.exchange, k.symbol, k.interval, opened[1], closes[1], k.open, k.high, k.low, k.close,
-            k.volume, NULL if quote is None else quote, NULL if trades is None else str(trades),
-            "t" if k.closed else "f",
-        ))  # fmt: skip
+        return kline_row(
+            k.exchange, k.symbol, k.interval, opened, closes, k.open, k.high, k.low, k.close, k.volume,
+            NULL if quote is None else quote, NULL if trades is None else str(trades), k.closed,
+        )  # fmt: skip
     except TypeError:  # a decimal sent as a JSON number, or a value of no decimal type
         as_text = _numbers_as_text(k, _KLINE_DECIMALS)
         return None if as_text is None else _kline(as_text, min_epoch_ms)
+
+
+def kline_row(
+    exchange: str, symbol: str, interval: str, opened: tuple[dt.datetime, str],
+    closes: tuple[dt.datetime | None, str], open_: str, high: str, low: str, close: str, volume: str,
+    quote_volume: str, trades: str, closed: bool,
+) -> Row | None:  # fmt: skip
+    """The row of a kline given as text: times as (UTC datetime, COPY text) pairs (`closes`
+    may be `(None, NULL)`), decimals as their text, `quote_volume` and `trades` as text or
+    NULL. The caller has checked what this does not: `interval` is one of INTERVALS and
+    `trades` is NULL or the digits of an integer within a bigint. None when the model must
+    decide (see the module's docstring). Raises TypeError when a value is not a str."""
+    text = "\t".join((
+        exchange, symbol, interval, opened[1], closes[1], open_, high, low, close, volume, quote_volume,
+        trades, "t" if closed else "f",
+    ))  # fmt: skip
     if _KLINE_ROW(text) is None:
         return None
-    o, h, lo, c = Decimal(k.open), Decimal(k.high), Decimal(k.low), Decimal(k.close)
+    o, h, lo, c = Decimal(open_), Decimal(high), Decimal(low), Decimal(close)
     if not (lo <= o <= h and lo <= c <= h) or (closes[0] is not None and closes[0] < opened[0]):
         return None
-    return new_row(("kline", text, opened[0], k.symbol))
+    return new_row(("kline", text, opened[0], symbol))
 
 
 def _fill(f: _Fill, min_epoch_ms: int) -> Row | None:

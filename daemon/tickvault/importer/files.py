@@ -1,0 +1,105 @@
+"""Which files an import reads, what each holds, and their lines. No database I/O.
+
+A path is a file or a directory (every file under it, sorted by path, whose name tells its
+format). The format comes from `--format` or, with `auto`, from the name: `.jsonl`/`.ndjson`
+→ JSON Lines; `.parquet` → cold-tier Parquet; `.csv`/`.zip` named as Binance's dumps name
+them → Binance klines, trades or aggTrades (`binance.parse_name`).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import IO, Final, TypeAlias
+
+from tickvault.errors import TickvaultError
+
+FORMATS: Final = ("auto", "jsonl", "binance-klines", "binance-trades", "binance-aggtrades", "parquet")
+_SUFFIXES: Final = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".csv": "binance",
+    ".zip": "binance",
+}
+
+
+class ImportFailed(TickvaultError):
+    """A file could not be found, opened or read (not a bad line: those are dead-lettered)."""
+
+
+Line: TypeAlias = tuple[int, bytes]  # (line number, 1 for the first; the line without its end)
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """The files to read, in order: each path given, a directory replaced by the files under
+    it whose suffix names a format. Raises ImportFailed for a path that does not exist or a
+    directory holding no such file."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES)
+            if not found:
+                raise ImportFailed(f"{path}: no .jsonl, .ndjson, .csv, .zip or .parquet file under it")
+            out += found
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise ImportFailed(f"{path}: no such file or directory")
+    return out
+
+
+def format_of(path: Path, given: str) -> str:
+    """`given` unless "auto"; else the format its name tells ("jsonl", "parquet" or
+    "binance"). Raises ImportFailed when the name tells nothing."""
+    if given != "auto":
+        return given
+    found = _SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        raise ImportFailed(f"{path}: cannot tell its format from its name; give --format")
+    return found
+
+
+def size_of(path: Path) -> int:
+    """The bytes of text a file's lines hold (a zip's members uncompressed), or its size."""
+    if path.suffix.lower() == ".zip":
+        with _zip(path) as archive:
+            return sum(i.file_size for i in archive.infolist() if not i.is_dir())
+    return path.stat().st_size
+
+
+def lines(path: Path) -> Iterator[Line]:
+    """The lines of a text file, or of every file in a zip archive (numbered on from one
+    member to the next; Binance's archives hold one CSV). Line ends (LF or CRLF) removed;
+    blank lines skipped but counted. Raises ImportFailed when the file cannot be read."""
+    try:
+        if path.suffix.lower() == ".zip":
+            with _zip(path) as archive:
+                number = 0
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        with archive.open(info) as member:
+                            number = yield from _numbered(member, number)
+        else:
+            with path.open("rb") as file:
+                yield from _numbered(file, 0)
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ImportFailed(f"{path}: cannot be read: {exc}") from exc
+
+
+def _zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ImportFailed(f"{path}: cannot be read: {exc}") from exc
+
+
+def _numbered(file: IO[bytes], number: int) -> Generator[Line, None, int]:
+    """Yields the lines after `number`; returns the last line's number."""
+    for raw in file:
+        number += 1
+        raw = raw.rstrip(b"\r\n")
+        if raw.strip():
+            yield number, raw
+    return number
