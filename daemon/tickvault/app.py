@@ -45,7 +45,9 @@ def tune_gc() -> None:
 def build_source(settings: Settings) -> Source:
     if settings.source.kind == "kafka":
         return KafkaSource(settings.kafka, list(settings.source.topics), list(settings.source.patterns))
-    return RedisStreamsSource(settings.redis, list(settings.source.topics))
+    topics = settings.source.topics
+    field_maps = [name for name, t in topics.items() if t.codec in codecs.FIELD_MAP_CODECS]
+    return RedisStreamsSource(settings.redis, list(topics), field_maps)
 
 
 def build_routes(settings: Settings) -> Routes:

@@ -9,7 +9,9 @@ more writes dead letters. A record goes to the writer its `writer_key` hashes to
 update of one row is written by one writer, in the order it was read, while other rows are
 written side by side. A writer writes its batch when it reaches `max_rows` or `max_age_s`,
 retrying while PostgreSQL is unavailable, writes rows the database refused to dead_letters,
-and only then acknowledges the batch's messages to the source. After a bot_state batch is
+and only then acknowledges the batch's messages to the source. A message that decodes into
+several records (a Binance trade report: an order and a fill) is acknowledged only when the
+last of its records is written. After a bot_state batch is
 committed, the snapshots it made the latest go to the Redis cache (`state.CacheKeeper`,
 which never fails the batch) before the acknowledgement.
 
@@ -193,6 +195,8 @@ class Pipeline:
         self._writers = {kind: tuple(f"{kind}/{i}" for i in writers) for kind in KINDS}  # batch keys
         self._kind_of = {key: kind for kind, keys in self._writers.items() for key in keys} | {DEAD: DEAD}
         self._wake = {key: asyncio.Event() for key in self._kind_of}
+        # id of a message decoded into several records → how many of them are not yet written
+        self._parts: dict[int, int] = {}
         self._draining = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -272,6 +276,9 @@ class Pipeline:
                     letters.append(letter)
                     letter_messages.append(message)
                     continue
+                if isinstance(item, list):
+                    self._take_parts(item, message, taken)
+                    continue
                 writers = self._writers[item.KIND]
                 items, item_messages = taken[writers[hash(item.writer_key) % len(writers)]]
                 items.append(item)
@@ -286,6 +293,17 @@ class Pipeline:
                 if self.batcher.extend(key, items, item_messages, now_s) or was_empty:
                     self._wake[key].set()
         _count(counts)
+
+    def _take_parts(
+        self, parts: list[Item], message: Message, taken: dict[str, tuple[list[Any], list[Message]]]
+    ) -> None:
+        """Place the records of a message that holds several; it is acknowledged with the last."""
+        self._parts[id(message)] = len(parts)
+        for part in parts:
+            writers = self._writers[part.KIND]
+            items, item_messages = taken[writers[hash(part.writer_key) % len(writers)]]
+            items.append(part)
+            item_messages.append(message)
 
     def _refusal(self, message: Message, route: Route | None) -> RecordError:
         """Why a message goes to dead_letters without being decoded."""
@@ -318,10 +336,28 @@ class Pipeline:
             await self._write_dead_letters(items)
         else:
             await self._write_records(kind, items, messages)
+        if self._parts:
+            messages = self._whole(messages)
         await self.source.ack(messages)
         self.backlog.release(len(messages))
         metrics.FLUSH_SECONDS.labels(kind).observe(time.monotonic() - started_s)
         metrics.BATCH_ROWS.labels(kind).observe(len(items))
+
+    def _whole(self, messages: list[Message]) -> list[Message]:
+        """The messages of a written batch whose every record is now written. A message that
+        decoded into several records (in batches of other kinds or writers) is held back
+        until the batch holding its last record is written: acknowledged once, after all."""
+        whole = []
+        for message in messages:
+            key = id(message)  # the message object stays alive in its batches until then
+            left = self._parts.get(key)
+            if left is not None:
+                if left > 1:
+                    self._parts[key] = left - 1
+                    continue
+                del self._parts[key]
+            whole.append(message)
+        return whole
 
     async def _write_records(self, kind: str, items: list[Item], messages: list[Message]) -> None:
         versions = [m.version for m in messages]

@@ -65,7 +65,9 @@ class PostgresSettings(_Section):
 
 class TopicSettings(_Section):
     kind: TopicKind
-    codec: Literal["native"] = "native"
+    # the wire format (tickvault.codecs): tickvault's own JSON, cryptofeed's backends, or
+    # Binance's raw websocket events
+    codec: Literal["native", "cryptofeed", "binance"] = "native"
 
 
 class SourceSettings(_Section):

@@ -120,6 +120,18 @@ def test_table_topic_form(tmp_path: Path) -> None:
     assert load_settings(path).source.topics == {"md.fills": TopicSettings(kind="fill")}
 
 
+def test_feed_codecs(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        '[source.topics]\n"candles-BINANCE-BTC-USDT" = { kind = "kline", codec = "cryptofeed" }\n'
+        '"binance.user" = { kind = "mixed", codec = "binance" }\n',
+    )
+    topics = load_settings(path).source.topics
+    assert [t.codec for t in topics.values()] == ["cryptofeed", "binance"]
+    bad = write_config(tmp_path, '[source.topics]\nx = { kind = "kline", codec = "avro" }\n')
+    assert "source.topics" in config_error(bad)
+
+
 def test_unknown_topic_kind_is_a_config_error(tmp_path: Path) -> None:
     path = write_config(tmp_path, '[source]\ntopics = {"x" = "trade"}\n')
     assert "source.topics" in config_error(path)

@@ -8,6 +8,11 @@ Delivery, in the order `read` serves it:
    in flight are skipped, so a slow flush is not processed twice by the same process.
 3. New entries with XREADGROUP `>`.
 An entry stays pending until `ack` (XACK) is called after its rows are committed.
+
+An entry's payload is its `data` field. On a field-map stream (one whose codec reads flat
+field maps, like cryptofeed's Redis backends) an entry with other fields is handed over
+whole, as one JSON object of its fields' text; a single `data` field still counts as the
+payload there, which is how a replayed dead letter comes back.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from itertools import groupby
 from operator import attrgetter
 from typing import Any, Final, TypeVar
@@ -115,14 +120,30 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).split(' to ')[0][:120]}"
 
 
+def _field_map(source: str, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> Message:
+    """An entry of a field-map stream as a Message whose payload is its fields as a JSON
+    object of strings (an entry with a non-UTF-8 field is malformed)."""
+    version = redis_version(entry_id)
+    try:
+        text = {k.decode(): v.decode() for k, v in fields.items()}
+    except UnicodeDecodeError:
+        raw = json.dumps({k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()})
+        error = "stream entry has a field that is not UTF-8"
+        return Message(source, stream, entry_id, raw.encode(), error, version)
+    return Message(source, stream, entry_id, json.dumps(text).encode(), None, version)
+
+
 class RedisStreamsSource:
     name = "redis"
 
-    def __init__(self, settings: RedisSettings, streams: Sequence[str]) -> None:
+    def __init__(
+        self, settings: RedisSettings, streams: Sequence[str], field_map_streams: Collection[str] = ()
+    ) -> None:
         if not streams:
             raise SourceError("no streams configured")
         self.settings = settings
         self.streams = list(streams)
+        self._field_maps = frozenset(field_map_streams)
         self._redis: aioredis.Redis | None = None
         # XREADGROUP `>` on a connection of its own: `read` writes the request before it first
         # waits, so the pipeline can have Redis prepare the next batch while it decodes one
@@ -320,7 +341,8 @@ class RedisStreamsSource:
                         )
                     continue
                 in_flight.add(entry_id)
-                if len(fields) == 2 and fields[0] == _PAYLOAD_FIELD:  # the rule: one "data" field
+                # the rule: one "data" field (a claimed entry comes as a dict: `_message` reads it)
+                if len(fields) == 2 and type(fields) is list and fields[0] == _PAYLOAD_FIELD:
                     version = redis_version(entry_id)
                     messages.append(new_message((self.name, stream, entry_id, fields[1], None, version)))
                 else:
@@ -330,6 +352,8 @@ class RedisStreamsSource:
     def _message(self, stream: str, entry_id: str, fields: list[bytes] | dict[bytes, bytes]) -> Message:
         if isinstance(fields, list):  # XREADGROUP, unparsed: [field, value, …]
             fields = dict(zip(fields[::2], fields[1::2], strict=False))
+        if stream in self._field_maps:
+            return _field_map(self.name, stream, entry_id, fields)
         payload = fields.get(_PAYLOAD_FIELD)
         if payload is not None:
             return Message(self.name, stream, entry_id, payload, None, redis_version(entry_id))
