@@ -12,7 +12,7 @@ from tickvault.errors import (
     StoreUnavailable,
     TickvaultError,
 )
-from tickvault.records import Balance, BotState, Fill, Kline, Order, Record, Signal
+from tickvault.records import Balance, BotState, Fill, Kline, Order, Record, Signal, Trade
 from tickvault.sync import SyncVault, connect
 from tickvault.vault import Vault
 
@@ -34,6 +34,7 @@ __all__ = [
     "StoreUnavailable",
     "SyncVault",
     "TickvaultError",
+    "Trade",
     "Vault",
     "connect",
 ]
