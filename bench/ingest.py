@@ -4,11 +4,12 @@
 
 One run, in order (bench/README.md explains every number):
 1. generate N native messages (default 1,000,000): 80% klines over 500 symbols, 15% fills,
-   5% orders (lifecycles new → partially_filled → filled); every kline and fill key is unique;
+   5% orders (lifecycles new → partially_filled → filled), and with `--mix K,F,O,T` T% public
+   trades; every kline, fill and trade key is unique;
 2. decode only: `tickvault.codecs.native.decode_item` (the pipeline's decoder) in a tight loop;
 3. limit: raw asyncpg `copy_records_to_table` of every row the daemon will store, prebuilt as
    tuples, into the migrated tables, 5,000 rows per transaction; then TRUNCATE;
-4. store path, on the same kline batches decoded beforehand, each followed by TRUNCATE:
+4. store path, on the same kline (and trade) batches decoded beforehand, each followed by TRUNCATE:
    `tickvault.store.writers.insert` (text COPY straight into the table: the daemon's path for
    batches of new keys) and `writers.write` (text COPY into the temp staging table, then
    INSERT … ON CONFLICT: its path when a key is already stored);
@@ -73,12 +74,13 @@ TABLE_COLUMNS: Final = {
     "fills": RECORD_TYPES["fill"].COLUMNS,
     "order_events": (*RECORD_TYPES["order"].COLUMNS, "event_hash"),
     "orders": RECORD_TYPES["order"].COLUMNS,
+    "trades": RECORD_TYPES["trade"].COLUMNS,
 }
 N_SYMBOLS: Final = 500
 BASE_MS: Final = 1_794_614_400_000  # 2026-11-14T00:00:00Z
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-KINDS: Final = ("kline", "order", "fill", "bot_state")
-DEFAULT_MIX: Final = (80, 15, 5)  # percent of klines, fills, orders
+KINDS: Final = ("kline", "order", "fill", "bot_state", "trade")
+DEFAULT_MIX: Final = (80, 15, 5, 0)  # percent of klines, fills, orders, trades
 ORDER_STEPS: Final = (("new", 0), ("partially_filled", 1), ("filled", 2))  # (status, filled thirds)
 POLL_INTERVAL_S: Final = 0.05
 PROFILE_RATE_HZ: Final = 200
@@ -95,6 +97,7 @@ Rows = dict[str, list[tuple[Any, ...]]]  # table → prebuilt rows
 class Workload:
     payloads: dict[str, list[bytes]] = field(default_factory=lambda: {k: [] for k in KINDS})
     kline_rows: list[tuple[Any, ...]] = field(default_factory=list)  # Kline.COLUMNS order
+    trade_rows: list[tuple[Any, ...]] = field(default_factory=list)  # Trade.COLUMNS order
     order_ids: int = 0
     orders_filled: int = 0
 
@@ -149,6 +152,27 @@ def _fill(i: int, rng: random.Random) -> bytes:
     })  # fmt: skip
 
 
+def _trade(i: int, rng: random.Random) -> tuple[bytes, tuple[Any, ...]]:
+    """A public trade as an exchange feed publishes it: ids rising per symbol, about 4 trades
+    per millisecond over all symbols, the taker side, the quote quantity on 4 of 5."""
+    symbol, ts_ms = f"S{i % N_SYMBOLS:03d}USDT", BASE_MS + i // 4
+    price_c, qty_m = rng.randint(1_000, 10_000_000), rng.randint(1, 5_000_000)  # cents, 1e-5
+    price, quantity = _fixed(price_c, 2), _fixed(qty_m, 5)
+    side = rng.choice(("buy", "sell"))
+    quote = _fixed(price_c * qty_m, 7) if i % 5 else None
+    message = {
+        "exchange": "binance", "symbol": symbol, "trade_id": str(i), "price": price,
+        "quantity": quantity, "side": side, "ts": ts_ms,
+    }  # fmt: skip
+    if quote is not None:
+        message["quote_quantity"] = quote
+    row = (
+        "binance", symbol, str(i), Decimal(price), Decimal(quantity), side,
+        None if quote is None else Decimal(quote), _ts(ts_ms),
+    )  # fmt: skip
+    return _dumps(message), row
+
+
 def _order(j: int, rng: random.Random) -> bytes:
     order, step = divmod(j, len(ORDER_STEPS))
     status, thirds = ORDER_STEPS[step]
@@ -165,18 +189,24 @@ def _order(j: int, rng: random.Random) -> bytes:
     })  # fmt: skip
 
 
-def build_workload(n: int, seed: int, offset: int = 0, mix: tuple[int, int, int] = DEFAULT_MIX) -> Workload:
-    """N messages, `mix` percent klines / fills / orders; `offset` shifts every key, so two
-    workloads never share one."""
+def build_workload(
+    n: int, seed: int, offset: int = 0, mix: tuple[int, int, int, int] = DEFAULT_MIX
+) -> Workload:
+    """N messages, `mix` percent klines / fills / orders / trades; `offset` shifts every key,
+    so two workloads never share one."""
     rng = random.Random(seed + offset)
-    n_klines, n_fills = round(n * mix[0] / 100), round(n * mix[1] / 100)
-    n_orders = n - n_klines - n_fills
+    n_klines, n_fills, n_trades = (round(n * share / 100) for share in (mix[0], mix[1], mix[3]))
+    n_orders = n - n_klines - n_fills - n_trades
     w = Workload()
     for i in range(offset, offset + n_klines):
         payload, row = _kline(i, rng)
         w.payloads["kline"].append(payload)
         w.kline_rows.append(row)
     w.payloads["fill"] = [_fill(i, rng) for i in range(offset, offset + n_fills)]
+    for i in range(offset, offset + n_trades):
+        payload, row = _trade(i, rng)
+        w.payloads["trade"].append(payload)
+        w.trade_rows.append(row)
     first_order = len(ORDER_STEPS) * offset
     w.payloads["order"] = [_order(j, rng) for j in range(first_order, first_order + n_orders)]
     w.order_ids = -(-n_orders // len(ORDER_STEPS))
@@ -193,7 +223,8 @@ def table_rows(w: Workload) -> dict[str, list[tuple[Any, ...]]]:
     events = [(*o.row(), _event_hash(o.row())) for o in orders]
     last = {(o.exchange, o.order_id): o for o in orders}
     current = [o.row() for o in last.values()]  # one row per order, as the daemon stores
-    return {"klines": w.kline_rows, "fills": fills, "order_events": events, "orders": current}
+    tables = {"klines": w.kline_rows, "fills": fills, "order_events": events, "orders": current}
+    return tables | {"trades": w.trade_rows} if w.trade_rows else tables
 
 
 def _event_hash(row: tuple[Any, ...]) -> uuid.UUID:
@@ -202,10 +233,11 @@ def _event_hash(row: tuple[Any, ...]) -> uuid.UUID:
 
 def _check_rows(w: Workload) -> None:
     """The prebuilt tuples must be exactly what the codec makes of the payloads."""
-    for payload, row in zip(w.payloads["kline"][:200], w.kline_rows[:200], strict=False):
-        decoded = native.decode(payload, "kline").row()
-        if decoded != row:
-            raise BenchError(f"workload bug: prebuilt row {row} != decoded {decoded}")
+    for kind, rows in (("kline", w.kline_rows), ("trade", w.trade_rows)):
+        for payload, row in zip(w.payloads[kind][:200], rows[:200], strict=False):
+            decoded = native.decode(payload, kind).row()
+            if decoded != row:
+                raise BenchError(f"workload bug: prebuilt row {row} != decoded {decoded}")
 
 
 # --------------------------------------------------------------------------- settings
@@ -259,7 +291,7 @@ def decode_only(w: Workload) -> dict[str, float]:
     """Messages/s of native.decode per kind and over all, one tight loop each."""
     rates: dict[str, float] = {}
     total_s = 0.0
-    for kind in ("kline", "fill", "order"):
+    for kind in ("kline", "fill", "order", "trade"):
         payloads, decode = w.payloads[kind], native.decode_item
         started = time.perf_counter()
         for payload in payloads:
@@ -284,7 +316,7 @@ async def _ensure_partitions(
     partitioner = await partitions.detect(
         conn, pg.schema_name, pg.partition_interval_days, pg.partitions_ahead
     )
-    for table in TIME_TABLES:
+    for table in (t for t in TIME_TABLES if t.name in rows):
         at = TABLE_COLUMNS[table.name].index(table.time_column)
         await partitioner.ensure(conn, table, {row[at] for row in rows[table.name]})
 
@@ -316,30 +348,40 @@ def _versions(batch: list[Row]) -> list[str]:
 
 async def store_path(conn: asyncpg.Connection, schema: str, w: Workload) -> dict[str, float]:
     """tickvault's own writes of the same kline batches, rows/s: `insert` (COPY straight into
-    the table, for batches of new keys) and `upsert` (staging + INSERT … ON CONFLICT).
-    Decoding happens outside the timed part."""
-    kline = writers.build_writers(schema)["kline"]
-    await writers.create_staging(conn, schema, {"kline": kline})
+    the table, for batches of new keys) and `upsert` (staging + INSERT … ON CONFLICT); the
+    same for the trade batches as `trade_insert` and `trade_upsert`. Decoding happens outside
+    the timed part."""
+    rates: dict[str, float] = {}
+    for kind, prefix in (("kline", ""), ("trade", "trade_")):
+        if w.payloads[kind]:
+            rates |= {prefix + k: v for k, v in (await _store_kind(conn, schema, w, kind)).items()}
+    return rates
+
+
+async def _store_kind(conn: asyncpg.Connection, schema: str, w: Workload, kind: str) -> dict[str, float]:
+    writer = writers.build_writers(schema)[kind]
+    await writers.create_staging(conn, schema, {kind: writer})
     batches = [
-        [cast(Row, native.decode_item(p, "kline")) for p in chunk]
-        for chunk in _chunks(w.payloads["kline"], BATCH_ROWS)
+        [cast(Row, native.decode_item(p, kind)) for p in chunk]
+        for chunk in _chunks(w.payloads[kind], BATCH_ROWS)
     ]
+    n_rows = len(w.payloads[kind])
 
     async def insert(batch: list[Row]) -> None:
-        if await writers.insert(conn, schema, kline, batch, _versions(batch)) is None:
-            raise BenchError("a batch of new klines was refused by the COPY")
+        if await writers.insert(conn, schema, writer, batch, _versions(batch)) is None:
+            raise BenchError(f"a batch of new {kind}s was refused by the COPY")
 
     async def upsert(batch: list[Row]) -> None:
-        await writers.write(conn, kline, batch, _versions(batch))
+        await writers.write(conn, writer, batch, _versions(batch))
 
     rates = {}
     for name, write in (("insert", insert), ("upsert", upsert)):
         started = time.perf_counter()
         for batch in batches:
             await write(batch)
-        rates[name] = len(w.kline_rows) / (time.perf_counter() - started)
-        await _expect_count(conn, schema, "klines", len(w.kline_rows))
-        await conn.execute(f"TRUNCATE {schema}.klines")
+        rates[name] = n_rows / (time.perf_counter() - started)
+        await _expect_count(conn, schema, writer.source_table, n_rows)
+        await conn.execute(f"TRUNCATE {schema}.{writer.source_table}")
     return rates
 
 
@@ -562,31 +604,50 @@ def _frame(frame: str) -> str:
     return f"{name} ({short})"
 
 
+def _vs(rate: float, limit: float, name: str) -> str:
+    """`123 rows/s (1.05 x kline limit)`; no ratio when the limit was not measured."""
+    ratio = f"{rate / limit:.2f}" if limit else "-"
+    return f"{rate:,.0f} rows/s ({ratio} x {name} limit)"
+
+
 def print_results(n: int, w: Workload, rows: dict[str, list[Any]], r: dict[str, Any]) -> None:
     d: DaemonRun = r["daemon"]
     limit, kline_limit = r["limit"]["all"], r["limit"]["klines"]
-    n_rows, n_klines = sum(len(t) for t in rows.values()), len(w.kline_rows)
+    n_rows, n_klines, n_trades = sum(len(t) for t in rows.values()), len(w.kline_rows), len(w.trade_rows)
     steady_s = d.elapsed_s - d.startup_s
-    e2e_rows, e2e_klines = n_rows / steady_s, n_klines / steady_s
+    e2e_rows = n_rows / steady_s
+    kinds = ("kline", "fill", "order", "trade")
+    store = r["store"]
     lines = [
-        ("messages (klines / fills / orders)",
-         f"{n} ({n_klines} / {len(w.payloads['fill'])} / {len(w.payloads['order'])})"),
-        ("rows stored (klines, fills, order_events, orders)", f"{n_rows}"),
+        ("messages (klines / fills / orders / trades)",
+         f"{n} ({' / '.join(str(len(w.payloads[k])) for k in kinds)})"),
+        (f"rows stored ({', '.join(rows)})", f"{n_rows}"),
         ("decode only (hot path), all kinds", f"{r['decode']['all']:,.0f} msg/s"),
-        ("decode only, klines / fills / orders",
-         " / ".join(f"{r['decode'][k]:,.0f}" for k in ("kline", "fill", "order")) + " msg/s"),
+        ("decode only, klines / fills / orders / trades",
+         " / ".join(f"{r['decode'][k]:,.0f}" for k in kinds) + " msg/s"),
         ("LIMIT: raw COPY of the same rows", f"{limit:,.0f} rows/s"),
-        ("limit, klines / fills / order_events / orders",
-         " / ".join(f"{r['limit'][t]:,.0f}" for t in rows) + " rows/s"),
-        ("store path, new klines: text COPY straight in",
-         f"{r['store']['insert']:,.0f} rows/s ({r['store']['insert'] / kline_limit:.2f} x kline limit)"),
-        ("store path, stored keys: staging COPY + upsert",
-         f"{r['store']['upsert']:,.0f} rows/s ({r['store']['upsert'] / kline_limit:.2f} x kline limit)"),
+        (f"limit, {' / '.join(rows)}", " / ".join(f"{r['limit'][t]:,.0f}" for t in rows) + " rows/s"),
     ]  # fmt: skip
+    if "insert" in store:
+        lines += [
+            ("store path, new klines: text COPY straight in", _vs(store["insert"], kline_limit, "kline")),
+            ("store path, stored keys: staging COPY + upsert", _vs(store["upsert"], kline_limit, "kline")),
+        ]
+    if n_trades:
+        trade_limit = r["limit"]["trades"]
+        lines += [
+            (
+                "store path, new trades: text COPY straight in",
+                _vs(store["trade_insert"], trade_limit, "trade"),
+            ),
+            (
+                "store path, stored trade keys: staging + upsert",
+                _vs(store["trade_upsert"], trade_limit, "trade"),
+            ),
+        ]
     if "cryptofeed" in r:
         lines += [
-            ("cryptofeed CandlesPostgres.write_batch", f"{r['cryptofeed']:,.0f} rows/s "
-             f"({r['cryptofeed'] / kline_limit:.2f} x kline limit)"),
+            ("cryptofeed CandlesPostgres.write_batch", _vs(r["cryptofeed"], kline_limit, "kline")),
             ("SQLAlchemy ORM, commit per row (sample)", f"{r['orm']:,.0f} rows/s "
              f"({r['orm'] / kline_limit:.3f} x kline limit)"),
         ]  # fmt: skip
@@ -595,10 +656,19 @@ def print_results(n: int, w: Workload, rows: dict[str, list[Any]], r: dict[str, 
         ("daemon startup (spawn → first read)", f"{d.startup_s:.1f}s"),
         ("END TO END, all rows, after first read",
          f"{e2e_rows:,.0f} rows/s = {e2e_rows / limit:.2f} x limit ({n / steady_s:,.0f} msg/s)"),
-        ("end to end, kline rows (over the same time)",
-         f"{e2e_klines:,.0f} rows/s = {e2e_klines / kline_limit:.2f} x kline limit"),
-        ("end to end incl. startup", f"{n / d.elapsed_s:,.0f} msg/s in {d.elapsed_s:.1f}s"),
     ]  # fmt: skip
+    if n_klines:
+        lines.append(
+            ("end to end, kline rows (over the same time)", _vs(n_klines / steady_s, kline_limit, "kline"))
+        )
+    if n_trades:
+        lines.append(
+            (
+                "end to end, trade rows (over the same time)",
+                _vs(n_trades / steady_s, r["limit"]["trades"], "trade"),
+            )
+        )
+    lines.append(("end to end incl. startup", f"{n / d.elapsed_s:,.0f} msg/s in {d.elapsed_s:.1f}s"))
     if "cryptofeed" in r:
         lines.append(("end to end / cryptofeed backend", f"{e2e_rows / r['cryptofeed']:.2f} x"))
     lines += [
@@ -669,12 +739,10 @@ class Bench:
 
         await migrate.upgrade(settings.postgres)
         results.update(await self.write_phases(settings, w, rows))
-        print(
-            f"limit: {results['limit']['all']:,.0f} rows/s (klines {results['limit']['klines']:,.0f}); "
-            f"store path: insert {results['store']['insert']:,.0f}, "
-            f"upsert {results['store']['upsert']:,.0f} rows/s"
-        )
-        if not a.no_peers:
+        store = ", ".join(f"{k} {v:,.0f}" for k, v in results["store"].items())
+        limits = ", ".join(f"{k} {v:,.0f}" for k, v in results["limit"].items() if k != "all")
+        print(f"limit: {results['limit']['all']:,.0f} rows/s ({limits}); store path: {store} rows/s")
+        if not a.no_peers and w.kline_rows:
             results.update(await self.peer_phases(settings, w))
 
         group = f"bench_{self.token}"
@@ -822,6 +890,7 @@ class Bench:
             await _expect_count(conn, schema, "fills", total(lambda w: len(w.payloads["fill"])))
             await _expect_count(conn, schema, "order_events", total(lambda w: len(w.payloads["order"])))
             await _expect_count(conn, schema, "orders", total(lambda w: w.order_ids))
+            await _expect_count(conn, schema, "trades", total(lambda w: len(w.trade_rows)))
             await _expect_count(conn, schema, "dead_letters", 0)
             filled = await conn.fetchval(f"SELECT count(*) FROM {schema}.orders WHERE status = 'filled'")  # noqa: S608
             if filled != total(lambda w: w.orders_filled):
@@ -874,14 +943,17 @@ class Bench:
                 await admin.close()
 
 
-def _mix(text: str) -> tuple[int, int, int]:
+def _mix(text: str) -> tuple[int, int, int, int]:
     try:
-        klines, fills, orders = (int(part) for part in text.split(","))
+        shares = [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError("expected three integers K,F,O") from None
-    if min(klines, fills, orders) < 0 or klines + fills + orders != 100:
+        shares = []
+    if len(shares) not in (3, 4):
+        raise argparse.ArgumentTypeError("expected three or four integers K,F,O[,T]")
+    klines, fills, orders, trades = (*shares, 0) if len(shares) == 3 else shares
+    if min(shares) < 0 or sum(shares) != 100:
         raise argparse.ArgumentTypeError("percentages must be >= 0 and add up to 100")
-    return klines, fills, orders
+    return klines, fills, orders, trades
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -900,8 +972,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=4, help="partitions per Kafka topic (default 4)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
-        "--mix", type=_mix, default=DEFAULT_MIX, metavar="K,F,O",
-        help="percent of klines, fills and orders (default 80,15,5; 100,0,0 for klines alone)",
+        "--mix", type=_mix, default=DEFAULT_MIX, metavar="K,F,O[,T]",
+        help="percent of klines, fills, orders and public trades (default 80,15,5,0; 100,0,0 for "
+        "klines alone, 0,0,0,100 for trades alone)",
     )  # fmt: skip
     p.add_argument("--profile", action="store_true", help="sample the daemon with py-spy during end to end")
     p.add_argument(

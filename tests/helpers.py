@@ -40,7 +40,7 @@ from tickvault.vault import Vault
 R = TypeVar("R", Kline, Order, Fill)
 
 log = logging.getLogger(__name__)
-KIND_STREAMS = ("kline", "order", "fill", "bot_state", "balance", "signal")
+KIND_STREAMS = ("kline", "order", "fill", "bot_state", "balance", "signal", "trade")
 # a module runs its tests against both sources with:
 #   pytestmark = pytest.mark.parametrize("source", SOURCES, indirect=True)
 SOURCES = ["redis", "kafka"]

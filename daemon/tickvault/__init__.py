@@ -13,7 +13,7 @@ from tickvault.errors import (
     TickvaultError,
 )
 from tickvault.publish import Publisher
-from tickvault.records import Balance, BotState, Fill, Kline, Order, Record, Signal
+from tickvault.records import Balance, BotState, Fill, Kline, Order, Record, Signal, Trade
 from tickvault.sync import SyncVault, connect
 from tickvault.vault import Vault
 
@@ -36,6 +36,7 @@ __all__ = [
     "StoreUnavailable",
     "SyncVault",
     "TickvaultError",
+    "Trade",
     "Vault",
     "connect",
 ]

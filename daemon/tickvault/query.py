@@ -40,6 +40,7 @@ NOUNS: Final = {
     "bot_state": ("bot state", "bot states"),
     "balances": ("balance", "balances"),
     "signals": ("signal", "signals"),
+    "trades": ("trade", "trades"),
 }
 DEFAULT_INTERVAL: Final = "1m"
 # the options each kind takes (klines also needs --exchange and --symbol)
@@ -56,6 +57,7 @@ ALLOWED: Final = {
     "bot_state": frozenset({"bot_id"}),
     "balances": _TIMED | {"account", "asset"},
     "signals": _SERIES | {"bot_id", "strategy"},
+    "trades": _SERIES,
 }
 PAGE_ROWS: Final = 50_000
 EARLIEST: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # tickvault.timestamps' lower bound
@@ -93,8 +95,8 @@ def time_arg(text: str) -> dt.datetime:
 def add_arguments(query: argparse.ArgumentParser) -> None:
     """The `query` sub-parser's arguments; malformed values are usage errors (exit 2)."""
     query.add_argument("what", choices=list(NOUNS))
-    query.add_argument("--exchange", help="klines (required), orders, fills")
-    query.add_argument("--symbol", help="klines (this or --symbols required), orders, fills")
+    query.add_argument("--exchange", help="klines (required), orders, fills, trades, balances, signals")
+    query.add_argument("--symbol", help="klines (this or --symbols required), orders, fills, trades, signals")
     query.add_argument(
         "--symbols", type=comma_list, metavar="A,B", help="several symbols instead of --symbol"
     )
@@ -189,6 +191,8 @@ async def _read(vault: Vault, args: argparse.Namespace, **window: Any) -> pa.Tab
         )
     if args.what == "signals":
         return await vault.signals(args.bot_id, args.strategy, args.exchange, args.symbol, **window, **shared)
+    if args.what == "trades":
+        return await vault.trades(args.exchange, args.symbol, **window, **shared)
     return await vault.fills(args.exchange, args.symbol, args.bot_id, **window, **shared)
 
 

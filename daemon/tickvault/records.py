@@ -1,5 +1,5 @@
-"""Record kinds — Kline, Order, Fill, BotState, Balance, Signal — with every validation rule.
-No I/O.
+"""Record kinds — Kline, Order, Fill, BotState, Balance, Signal, Trade — with every
+validation rule. No I/O.
 
 Decimals are `decimal.Decimal` end to end: JSON numbers and strings are both accepted and
 must be finite; floats from Python callers are refused because they are not exact.
@@ -376,6 +376,27 @@ class Signal(_Record):
         return (*values[:-1], None if self.metadata is None else dump_json(self.metadata))
 
 
+class Trade(_Record):
+    """One public market trade (tick data) of a symbol on an exchange; `side` is the taker's
+    side when the feed tells it."""
+
+    KIND = "trade"
+    TABLE = "trades"
+    TIME_COLUMN = "ts"
+    WRITER_KEY = "symbol"
+    COLUMNS = ("exchange", "symbol", "trade_id", "price", "quantity", "side", "quote_quantity", "ts")
+
+    kind: Literal["trade"] = "trade"
+    exchange: Exchange
+    symbol: Symbol
+    trade_id: Text
+    price: PosDecimal
+    quantity: PosDecimal
+    side: Side | None = None
+    quote_quantity: NonNegDecimal | None = None
+    ts: UtcDatetime
+
+
 def dump_json(value: Any) -> str:
     """Serialise decoded JSON back to text, writing Decimals as exact JSON numbers.
 
@@ -393,9 +414,9 @@ def dump_json(value: Any) -> str:
     return json.dumps(value)
 
 
-Record: TypeAlias = Kline | Order | Fill | BotState | Balance | Signal
+Record: TypeAlias = Kline | Order | Fill | BotState | Balance | Signal | Trade
 RECORD_TYPES: Final[dict[str, type[Record]]] = {
-    cls.KIND: cls for cls in (Kline, Order, Fill, BotState, Balance, Signal)
+    cls.KIND: cls for cls in (Kline, Order, Fill, BotState, Balance, Signal, Trade)
 }
 KINDS: Final = tuple(RECORD_TYPES)
 
@@ -433,6 +454,10 @@ EXAMPLES: Final[dict[str, dict[str, Any]]] = {
         "ts": 1767225606000, "action": "buy", "strength": "0.75",
         "metadata": {"reason": "grid level 87000 crossed", "level": 87000},
     },
+    "trade": {
+        "exchange": "binance", "symbol": "BTCUSDT", "trade_id": "4460839211", "price": "87012.51",
+        "quantity": "0.00150", "side": "sell", "quote_quantity": "130.518765", "ts": 1767225600123,
+    },
 }  # fmt: skip
 
 
@@ -468,6 +493,10 @@ STORAGE_RULES: Final[dict[str, str]] = {
     "signal": (
         "Key (bot_id, strategy, exchange, symbol, ts). The message published last wins; a "
         "redelivered or reclaimed older message changes nothing."
+    ),
+    "trade": (
+        "Key (exchange, symbol, trade_id, ts). The first-published message wins; redeliveries and "
+        "later copies change nothing."
     ),
 }
 ORDERING_NOTE: Final = (

@@ -33,7 +33,7 @@ from tickvault.records import MAX_STATE_BYTES
 from tickvault.timestamps import MIN_EPOCH_MS
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
-TopicKind = Literal["kline", "order", "fill", "bot_state", "balance", "signal", "mixed"]
+TopicKind = Literal["kline", "order", "fill", "bot_state", "balance", "signal", "trade", "mixed"]
 
 DEFAULT_TOPICS: Final[dict[str, TopicKind]] = {
     "tickvault.klines": "kline",
@@ -42,6 +42,7 @@ DEFAULT_TOPICS: Final[dict[str, TopicKind]] = {
     "tickvault.bot_state": "bot_state",
     "tickvault.balances": "balance",
     "tickvault.signals": "signal",
+    "tickvault.trades": "trade",
 }
 
 

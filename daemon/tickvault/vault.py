@@ -1,9 +1,10 @@
 """The read API bots use: `async with Vault.connect(config) as v: await v.klines(...)`.
 
-Time-series reads (klines, fills, orders, order_history) read PostgreSQL and the cold tier
-in one call and return a `pyarrow.Table` (tickvault.reads). Every method takes optional
-`start` (inclusive) and `end` (exclusive) as aware datetimes, epoch milliseconds or ISO-8601
-strings with an offset. `load_bot_state`/`bot_states`/`bot_state_history` return `BotState`
+Time-series reads (klines, fills, orders, order_history; trades, balances and signals in
+tickvault.series) read PostgreSQL and the cold tier in one call and return a
+`pyarrow.Table` (tickvault.reads). Every method takes optional `start` (inclusive) and
+`end` (exclusive) as aware datetimes, epoch milliseconds or ISO-8601 strings with an offset.
+`load_bot_state`/`bot_states`/`bot_state_history` return `BotState`
 records; `load_bot_state` reads the Redis cache first (tickvault.state) and falls back to
 PostgreSQL. `save_bot_state` writes like the daemon: the same validation and writer.
 
@@ -38,6 +39,7 @@ from tickvault.reads.gaps import Gap, holes
 from tickvault.reads.hot import Query
 from tickvault.reads.intervals import to_us
 from tickvault.records import INTERVALS
+from tickvault.series import Series
 from tickvault.settings import Settings, load_settings
 from tickvault.state import StateCache
 from tickvault.store import Store
@@ -62,6 +64,8 @@ DISTINCT_SCANS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
     ("signals", "bot_id"): ("bot_id",),
     ("signals", "exchange"): ("exchange",),
     ("signals", "symbol"): ("exchange", "symbol"),
+    ("trades", "exchange"): ("exchange",),
+    ("trades", "symbol"): ("exchange", "symbol"),
 }
 KLINE_SERIES: Final = ("exchange", "symbol", "interval")  # the primary key's prefix
 _ALL: Final = (None, None, None, None, False)  # _read's start, end, limit, columns, floats: every row
@@ -89,8 +93,9 @@ def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
-class Vault(BotStates, Trading, Writes):
-    """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`) return a
+class Vault(BotStates, Series, Trading, Writes):
+    """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`, `trades`,
+    `balances`, `signals`) return a
     `pyarrow.Table` over PostgreSQL and the cold tier together (see tickvault.reads): columns
     as `tickvault.reads.columns` types them (decimals `decimal128(38, 18)`, times
     `timestamp[us, UTC]`), rows in time order, one per key whichever tier holds it.
@@ -288,43 +293,6 @@ class Vault(BotStates, Trading, Writes):
         filters = {"exchange": exchange, "symbol": wanted, "bot_id": bot_id, "order_id": order_id}
         filters["strategy"] = strategy
         return await self._read("fills", filters, start, end, limit, columns, floats)
-
-    async def balances(
-        self,
-        account: str | None = None,
-        exchange: str | None = None,
-        asset: str | None = None,
-        start: dt.datetime | int | str | None = None,
-        end: dt.datetime | int | str | None = None,
-        limit: int | None = None,
-        *,
-        columns: Sequence[str] | str | None = None,
-        floats: bool = False,
-    ) -> pa.Table:
-        """Balance snapshots in [start, end), oldest first, hot and cold: the points of an
-        equity curve. Columns as `Balance.COLUMNS`. Raises as `klines`."""
-        filters = {"account": account, "exchange": exchange, "asset": asset}
-        return await self._read("balances", filters, start, end, limit, columns, floats)
-
-    async def signals(
-        self,
-        bot_id: str | None = None,
-        strategy: str | None = None,
-        exchange: str | None = None,
-        symbol: str | None = None,
-        start: dt.datetime | int | str | None = None,
-        end: dt.datetime | int | str | None = None,
-        limit: int | None = None,
-        *,
-        symbols: Sequence[str] | None = None,
-        columns: Sequence[str] | str | None = None,
-        floats: bool = False,
-    ) -> pa.Table:
-        """Trading signals in [start, end), oldest first, hot and cold (`metadata` as JSON
-        text). Columns as `Signal.COLUMNS`. Raises as `klines`."""
-        wanted = symbols_of(symbol, symbols) if symbol or symbols is not None else None
-        filters = {"bot_id": bot_id, "strategy": strategy, "exchange": exchange, "symbol": wanted}
-        return await self._read("signals", filters, start, end, limit, columns, floats)
 
     async def open_orders(
         self, bot_id: str | None = None, symbol: str | None = None, exchange: str | None = None

@@ -1,5 +1,5 @@
 """Writes from bots that do not publish to a queue: `Vault.save_klines`, `save_orders`,
-`save_fills`, `save_balances`, `save_signals`.
+`save_fills`, `save_balances`, `save_signals`, `save_trades`.
 
 One code path with the daemon: each item is validated by the same record model as a message
 (`codecs.native.to_record`, so the same rules and the same reasons), turned into the same
@@ -11,8 +11,8 @@ aware datetimes) or the record objects themselves.
 Version: a direct write has no place in a stream, so each call takes the clock's epoch
 milliseconds as its version and each item its index (`"<ms>\\t<index>"`): a later call wins
 where a kind's rule says the later-published message wins (saving equal values again then
-moves only their version; `ingested_at` stays), and where the first-published wins (fills)
-saving again changes nothing.
+moves only their version; `ingested_at` stays), and where the first-published wins (fills,
+trades) saving again changes nothing.
 
 All or nothing per call: any invalid item raises RecordError naming its index and reason
 before anything is written; a row PostgreSQL refuses raises RowRejected likewise.
@@ -91,3 +91,9 @@ class Writes:
         """Store trading signals (bot_id, strategy, exchange, symbol, ts, action, strength?,
         metadata?); see save_klines."""
         return await self._save("signal", signals)
+
+    async def save_trades(self, trades: SaveItems) -> int:
+        """Store public trades (exchange, symbol, trade_id, price, quantity, side?,
+        quote_quantity?, ts) as the daemon would (the first-stored copy of a trade wins); see
+        save_klines."""
+        return await self._save("trade", trades)

@@ -101,7 +101,7 @@ BAD: tuple[Bad, ...] = (
     Bad("kline", js(kline(0, high="1", low="2", open="1.5", close="1.5")), "invalid", ("high < low",)),
     Bad("kline", js(kline(0, open_time="2026-01-01T00:00:00")), "invalid", ("open_time", "offset")),
     Bad("kline", js(kline(0, interval="7m")), "invalid", ("interval",)),
-    Bad("kline", js(kline(0, kind="trade")), "unknown_kind", ("unknown kind 'trade'",)),
+    Bad("kline", js(kline(0, kind="quote")), "unknown_kind", ("unknown kind 'quote'",)),
     Bad("kline", b"[1, 2, 3]", "not_object", ("list", "not an object")),
     Bad("kline", b'"kline"', "not_object", ("str", "not an object")),
     Bad("kline", b"42", "not_object", ("not an object",)),
@@ -124,7 +124,7 @@ BAD: tuple[Bad, ...] = (
     Bad("bot_state", js(bot_state(0, bot_id="bad id")), "invalid", ("bot_id",)),
     # mixed stream: each message names its kind
     Bad("mixed", js(kline(0)), "unknown_kind", ("no 'kind'",)),
-    Bad("mixed", js(kline(0, kind="trade")), "unknown_kind", ("unknown kind 'trade'",)),
+    Bad("mixed", js(kline(0, kind="quote")), "unknown_kind", ("unknown kind 'quote'",)),
     Bad("mixed", js(kline(0, kind=5)), "unknown_kind", ("unknown kind 5",)),
     Bad("mixed", js(kline(0, kind="kline", high="1", low="2")), "invalid", ("high < low",)),
     Bad("mixed", js(order(0, kind="order", side="hold")), "invalid", ("side",)),

@@ -43,7 +43,7 @@ async def test_metrics_count_what_the_daemon_did(env: TestEnv, daemon: Daemon) -
     await env.publish("kline", [kline(i) for i in range(5)] + [b"{oops", b"[1]"])
     await env.publish("kline", [kline(i) for i in range(5, 8)])
     await env.publish("order", [json.dumps({**EXAMPLES["order"], "side": "hold"})])
-    await env.publish("mixed", [json.dumps({**EXAMPLES["fill"], "kind": "fill"}), b'{"kind": "trade"}'])
+    await env.publish("mixed", [json.dumps({**EXAMPLES["fill"], "kind": "fill"}), b'{"kind": "quote"}'])
     await daemon.drain()
     after, types = await scrape(port)
     assert await env.count("klines") == 8

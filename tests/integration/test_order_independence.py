@@ -6,7 +6,8 @@ The reference is always the same: `Store.write` of one message at a time, in pub
 order, with each message's version, into a schema of its own. Message sets have few keys, so
 almost every message conflicts with another: open and closed candles and corrections, order
 updates that disagree (an older terminal update, a lower filled_quantity, identity fields
-that differ), fills re-sent with other values, and bot-state snapshots with equal ts/seq.
+that differ), fills and trades re-sent with other values, and bot-state snapshots with equal
+ts/seq.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ TABLES = {
     "order_events": ("order", ()),
     "fills": ("fill", ("exchange", "symbol", "fill_id", "ts")),
     "bot_state": ("bot_state", ("bot_id",)),
+    "trades": ("trade", ("exchange", "symbol", "trade_id", "ts")),
 }
 Message = tuple[str, str]  # (kind, JSON payload)
 
@@ -95,7 +97,20 @@ def _bot_state(rng: random.Random) -> dict[str, Any]:
     return body
 
 
-MAKERS = {"kline": _kline, "order": _order, "fill": _fill, "bot_state": _bot_state}
+def _trade(rng: random.Random) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "exchange": "bybit", "symbol": "C16USD", "trade_id": rng.choice(["T1", "T2"]),
+        "price": _num(rng, rng.randint(99, 100)), "quantity": _num(rng, rng.randint(1, 3)),
+        "ts": T0 + rng.randint(0, 1),
+    }  # fmt: skip
+    if rng.random() < 0.5:
+        body["side"] = rng.choice(["buy", "SELL"])
+    if rng.random() < 0.5:
+        body["quote_quantity"] = _num(rng, rng.randint(0, 300))
+    return body
+
+
+MAKERS = {"kline": _kline, "order": _order, "fill": _fill, "bot_state": _bot_state, "trade": _trade}
 
 
 def message_set(rng: random.Random, n: int) -> list[Message]:
@@ -209,7 +224,7 @@ def _rank(record: Any, version: tuple[int, int]) -> tuple[Any, ...]:
     """Each kind's rule, as the README states it: the message of highest rank is stored."""
     if record.KIND == "kline":
         return (record.closed, version)  # closed over open, then the later-published
-    if record.KIND == "fill":
+    if record.KIND in ("fill", "trade"):
         return (-version[0], -version[1])  # the first-published
     seq = -1 if record.seq is None else record.seq
     if record.KIND == "bot_state":

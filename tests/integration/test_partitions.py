@@ -17,6 +17,7 @@ import pytest
 from tests.helpers import Daemon, TestEnv
 from tickvault.errors import ConfigError
 from tickvault.store import Store, migrate, timescale
+from tickvault.store.schema import TIME_TABLES
 
 
 def kline(open_time: str, close: str = "1") -> str:
@@ -89,7 +90,7 @@ async def test_timescaledb_hypertables(env: TestEnv, daemon: Daemon) -> None:
         "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_schema = $1",
         env.schema,
     )
-    assert {r[0] for r in rows} == {"klines", "order_events", "fills"}
+    assert {r[0] for r in rows} == {t.name for t in TIME_TABLES}  # trades, balances, signals too
     await env.publish("kline", [kline("2018-05-01T01:00:00Z"), kline("2018-05-01T01:00:00Z", "1.5")])
     await daemon.drain()
     rows = await env.fetch("SELECT close, version_ms FROM {s}.klines")  # version_ms: 0002 ran too

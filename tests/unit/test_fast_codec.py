@@ -4,7 +4,7 @@ For every payload of the corpus, with the topic's kind and with none (a mixed st
 - when the hot path accepts it, the model accepts it too and gives the very same row;
 - the pipeline's decoder (`native.decode_item`) gives the same item, or the same error with
   the same category and reason, as the model alone (`to_item(native.decode(...))`).
-The corpus sets every field of a kline and a fill to each of many valid and invalid JSON
+The corpus sets every field of a kline, a fill and a trade to each of many valid and invalid JSON
 values, adds seeded random mixes of those, every bad message of the integration tests and the
 published examples. The hot path must also accept the common shapes, or it would be no
 faster than pydantic.
@@ -21,10 +21,12 @@ from typing import Any, Final
 import pytest
 
 from tests.integration.test_bad_input import BAD
-from tests.unit.test_records import DROP, FILL, KLINE, raw
+from tests.integration.test_trades import BAD as BAD_TRADES
+from tests.integration.test_trades import payload as trade_payload
+from tests.unit.test_records import DROP, FILL, KLINE, TRADE, raw
 from tickvault.codecs import fast, native
 from tickvault.errors import RecordError
-from tickvault.records import EXAMPLES, Fill, Kline
+from tickvault.records import EXAMPLES, Fill, Kline, Trade
 from tickvault.rows import Row, line, to_item
 from tickvault.timestamps import MIN_EPOCH_MS
 
@@ -56,12 +58,13 @@ STRINGS: Final = (
 )  # fmt: skip
 INTEGERS: Final = ("0", "842", "-1", "9223372036854775807", "9223372036854775808", "1.0", '"5"')
 BOOLEANS: Final = ("true", "false", '"true"', "0", "1")
-KINDS: Final = ('"kline"', '"fill"', '"order"', '"trade"', "5", "null")
+KINDS: Final = ('"kline"', '"fill"', '"order"', '"trade"', '"quote"', "5", "null")
 VALUES: Final = (*DECIMALS, *TIMES, *STRINGS, *INTEGERS, *BOOLEANS, *KINDS, DROP)
-BASES: Final = {"kline": KLINE, "fill": FILL}
+BASES: Final = {"kline": KLINE, "fill": FILL, "trade": TRADE}
 FIELDS: Final = {
     "kline": ("kind", *Kline.model_fields),
     "fill": ("kind", *Fill.model_fields),
+    "trade": ("kind", *Trade.model_fields),
 }
 
 
@@ -130,7 +133,14 @@ def test_bad_messages_of_the_integration_tests_agree() -> None:
         assert outcome(native.decode_item, bad.payload, kind)[:2] == ("error", bad.category)
 
 
-@pytest.mark.parametrize("kind", ["kline", "fill"])
+def test_bad_trades_of_the_integration_tests_agree() -> None:
+    for message, fragment in BAD_TRADES:
+        assert not agree(trade_payload(message), "trade")
+        error = outcome(native.decode_item, trade_payload(message), "trade")
+        assert error[0] == "error" and fragment in error[2], (message, error)
+
+
+@pytest.mark.parametrize("kind", ["kline", "fill", "trade"])
 def test_examples_take_the_hot_path(kind: str) -> None:
     payload = json.dumps(EXAMPLES[kind]).encode()
     assert agree(payload, kind)
@@ -148,6 +158,10 @@ def test_examples_take_the_hot_path(kind: str) -> None:
         ("fill", {"side": '"BUY"', "liquidity": '"Maker"', "fee": '"0.01"', "fee_asset": '"BNB"'}),
         ("fill", {"ts": '"2026-01-01T01:00:00+01:00"', "bot_id": '"grid-1"', "strategy": '"grid v2"'}),
         ("fill", {"quantity": "0.5", "price": "100", "fee": "0", "liquidity": "null", "fee_asset": "null"}),
+        ("trade", {}),
+        ("trade", {"side": '"BUY"', "quote_quantity": '"50.00"', "trade_id": '"4460839211"'}),
+        ("trade", {"price": "87012.51", "quantity": "0.0015", "quote_quantity": "130.5187", "side": "null"}),
+        ("trade", {"ts": '"2026-01-01T00:00:00.123456+00:00"', "quote_quantity": "null", "side": '"sell"'}),
     ],
 )
 def test_common_shapes_take_the_hot_path(kind: str, changes: dict[str, str]) -> None:

@@ -66,7 +66,15 @@ BOT_STATE: dict[str, str] = {
     "ts": "1767225600000",
     "state": '{"position": "0.5"}',
 }
-BASES = {"kline": KLINE, "order": ORDER, "fill": FILL, "bot_state": BOT_STATE}
+TRADE: dict[str, str] = {
+    "exchange": '"binance"',
+    "symbol": '"BTCUSDT"',
+    "trade_id": '"t-1"',
+    "price": '"100"',
+    "quantity": '"0.5"',
+    "ts": "1767225600000",
+}
+BASES = {"kline": KLINE, "order": ORDER, "fill": FILL, "bot_state": BOT_STATE, "trade": TRADE}
 
 
 def raw(base: dict[str, str], **changes: Any) -> bytes:
@@ -264,6 +272,9 @@ def test_finite_decimal_that_no_numeric_column_can_hold_is_rejected(text: str) -
         ("order", "avg_fill_price"),
         ("fill", "quantity"),
         ("fill", "price"),
+        ("trade", "price"),
+        ("trade", "quantity"),
+        ("trade", "quote_quantity"),
     ],
 )
 def test_negative_price_or_quantity_is_rejected(kind: str, field: str) -> None:
@@ -277,13 +288,35 @@ def test_negative_kline_prices_are_rejected() -> None:
     assert "negative" in error.reason
 
 
-@pytest.mark.parametrize(("kind", "field"), [("order", "quantity"), ("fill", "quantity"), ("order", "price")])
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("order", "quantity"),
+        ("fill", "quantity"),
+        ("order", "price"),
+        ("trade", "price"),
+        ("trade", "quantity"),
+    ],
+)
 def test_zero_where_positive_needed_is_rejected(kind: str, field: str) -> None:
     assert field in rejected(kind, **{field: "0"}).reason
 
 
 def test_zero_fill_price_is_accepted() -> None:
     assert ok("fill", price="0").price == Decimal(0)
+
+
+def test_trade_optional_fields_and_side_case() -> None:
+    bare = ok("trade")
+    assert (bare.side, bare.quote_quantity, bare.trade_id) == (None, None, "t-1")
+    full = ok("trade", side='"SELL"', quote_quantity='"50.0"')
+    assert (full.side, full.quote_quantity) == ("sell", Decimal("50.0"))
+    assert ok("trade", quote_quantity="0").quote_quantity == Decimal(0)
+    assert "side" in rejected("trade", side='"hold"').reason
+
+
+def test_trade_id_must_be_a_string() -> None:
+    assert "trade_id" in rejected("trade", trade_id="4460839211").reason
 
 
 def test_fill_fee_may_be_negative() -> None:
@@ -593,9 +626,9 @@ def test_topic_default_applies_without_kind() -> None:
 
 def test_unknown_kind_is_rejected() -> None:
     with pytest.raises(RecordError) as info:
-        decode(raw(FILL, kind='"trade"'), "fill")
+        decode(raw(FILL, kind='"quote"'), "fill")
     assert info.value.category == "unknown_kind"
-    assert "trade" in info.value.reason
+    assert "quote" in info.value.reason
 
 
 @pytest.mark.parametrize("kind", ['"Kline"', '"KLINE"', "1", "true", '["kline"]'])
@@ -607,7 +640,7 @@ def test_kind_must_be_an_exact_known_string(kind: str) -> None:
 
 def test_unknown_default_kind_is_rejected() -> None:
     with pytest.raises(RecordError) as info:
-        decode(raw(FILL), "trade")
+        decode(raw(FILL), "quote")
     assert info.value.category == "unknown_kind"
 
 

@@ -62,6 +62,7 @@ def test_default_topics_are_the_documented_streams() -> None:
         "tickvault.bot_state": "bot_state",
         "tickvault.balances": "balance",
         "tickvault.signals": "signal",
+        "tickvault.trades": "trade",
     }
     assert load_settings().source.topics == {n: TopicSettings(kind=k) for n, k in DEFAULT_TOPICS.items()}
 
@@ -133,7 +134,7 @@ def test_feed_codecs(tmp_path: Path) -> None:
 
 
 def test_unknown_topic_kind_is_a_config_error(tmp_path: Path) -> None:
-    path = write_config(tmp_path, '[source]\ntopics = {"x" = "trade"}\n')
+    path = write_config(tmp_path, '[source]\ntopics = {"x" = "quote"}\n')
     assert "source.topics" in config_error(path)
 
 

@@ -39,7 +39,9 @@ _KINDS: Final = {
 }
 _SKIPPED: Final = frozenset({"ingested_at"})  # bookkeeping, not data
 _BOUND_RE: Final = re.compile(r"^FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)$")
-_KIND_OF_TABLE: Final = {"klines": "kline", "fills": "fill", "balances": "balance", "signals": "signal"}
+_KIND_OF_TABLE: Final = {
+    "klines": "kline", "fills": "fill", "balances": "balance", "signals": "signal", "trades": "trade",
+}  # fmt: skip
 _IDENTIFIER_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -274,9 +276,10 @@ def _records(data: pa.Table, names: Sequence[str]) -> list[tuple[Any, ...]]:
 
 async def reload(conn: asyncpg.Connection, schema: str, table: TimeTable, cold: pa.Table) -> None:
     """Write cold rows back into the hot table under the ingest rules, with each row's stored
-    version: klines and fills through their writers' statements (a closed candle is never
-    replaced by an open one; the first-published fill wins), order events deduplicated by
-    their key and stored hash. One transaction; the partition must exist."""
+    version: klines, fills, trades, balances and signals through their writers' statements
+    (a closed candle is never replaced by an open one; the first-published fill or trade
+    wins), order events deduplicated by their key and stored hash. One transaction; the
+    partition must exist."""
     if cold.num_rows == 0:
         return
     kind = _KIND_OF_TABLE.get(table.name)

@@ -63,6 +63,7 @@ SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "order_events": ("exchange", "order_id", "updated_at", "event_hash"),
     "balances": ("account", "exchange", "asset", "ts"),
     "signals": ("bot_id", "strategy", "exchange", "symbol", "ts"),
+    "trades": ("exchange", "symbol", "trade_id", "ts"),
 }
 _NULL: Final = "\\N"
 _SEPARATOR: Final = "\x1f"

@@ -1,12 +1,13 @@
-"""The native codec's hot path: klines and fills checked without pydantic. No I/O.
+"""The native codec's hot path: klines, fills and trades checked without pydantic. No I/O.
 
 Validating every message with pydantic costs more than all the rest of the pipeline, so
-the two kinds that make up almost all traffic are checked here. This path only ever
+the kinds that make up almost all traffic are checked here. This path only ever
 accepts. It returns a `Row` when the message is valid under the models in `records.py`,
 and that Row is exactly the one the model's record would give. Otherwise it returns None
 and the message takes the pydantic path, which decides and words the error. None covers
 other kinds, every error, and valid but unusual forms: a JSON escape anywhere in the
-message, exponent notation, a sign, leading zeros or spaces in a number, a negative fee.
+message, exponent notation, a sign, leading zeros or spaces in a number, a negative fee, a
+trade_id sent as a JSON number (which the model refuses).
 The rules therefore stay in one place; tests/unit/test_fast_codec.py checks on valid and
 invalid input that both paths give the same row or the same error.
 
@@ -76,6 +77,17 @@ class _Fill(msgspec.Struct, tag_field="kind", tag="fill"):
     strategy: str | None = None
 
 
+class _Trade(msgspec.Struct, tag_field="kind", tag="trade"):
+    exchange: str
+    symbol: str
+    trade_id: str
+    price: Any
+    quantity: Any
+    ts: Any
+    side: str | None = None
+    quote_quantity: Any = None
+
+
 def _bare(pattern: str) -> str:
     return pattern.removeprefix("^").removesuffix("$")
 
@@ -92,6 +104,7 @@ def _row_check(*fields: str) -> Callable[[str], re.Match[str] | None]:
 # that end in zeros may fit too: the model decides those)
 _NUMBER: Final = r"(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,18})?"
 _TEXT: Final = rf"[^\x00-\x1f\x7f]{{1,{TEXT_MAX_LENGTH}}}"
+_POSITIVE: Final = rf"(?=[0-9.]*[1-9]){_NUMBER}"  # and greater than zero
 _ANY: Final = r"[^\t]+"  # a field the Struct's type or `_time` has already checked
 _KLINE_ROW: Final = _row_check(
     _bare(EXCHANGE_PATTERN), _bare(SYMBOL_PATTERN), _ANY, _ANY, _ANY,
@@ -99,16 +112,22 @@ _KLINE_ROW: Final = _row_check(
 )  # fmt: skip
 _FILL_ROW: Final = _row_check(
     _TEXT, _TEXT, _bare(EXCHANGE_PATTERN), _bare(SYMBOL_PATTERN), "(?:buy|sell)",
-    rf"(?=[0-9.]*[1-9]){_NUMBER}", _NUMBER, _NUMBER, _or_null(_bare(ASSET_PATTERN)),
+    _POSITIVE, _NUMBER, _NUMBER, _or_null(_bare(ASSET_PATTERN)),
     _or_null("(?:maker|taker)"), _or_null(_bare(BOT_ID_PATTERN)), _or_null(_TEXT), _ANY,
+)  # fmt: skip
+_TRADE_ROW: Final = _row_check(
+    _bare(EXCHANGE_PATTERN), _bare(SYMBOL_PATTERN), _TEXT, _POSITIVE, _POSITIVE,
+    _or_null("(?:buy|sell)"), _or_null(_NUMBER), _ANY,
 )  # fmt: skip
 _KLINE_DECIMALS: Final = ("open", "high", "low", "close", "volume", "quote_volume")
 _FILL_DECIMALS: Final = ("quantity", "price", "fee")
+_TRADE_DECIMALS: Final = ("price", "quantity", "quote_quantity")
 
 _DECODERS: Final = {
     "kline": msgspec.json.Decoder(_Kline, float_hook=Decimal).decode,
     "fill": msgspec.json.Decoder(_Fill, float_hook=Decimal).decode,
-    None: msgspec.json.Decoder(_Kline | _Fill, float_hook=Decimal).decode,  # "kind" required
+    "trade": msgspec.json.Decoder(_Trade, float_hook=Decimal).decode,
+    None: msgspec.json.Decoder(_Kline | _Fill | _Trade, float_hook=Decimal).decode,  # "kind" required
 }
 _NO_TIME: Final = (None, NULL)
 _TIMES_CACHED: Final = 4096
@@ -116,7 +135,7 @@ _times: dict[int | str, tuple[dt.datetime, str]] = {}
 
 
 def decode(payload: bytes, default_kind: str | None, min_epoch_ms: int = MIN_EPOCH_MS) -> Row | None:
-    """The row of a valid kline or fill; None when pydantic must decide. Integer timestamps
+    """The row of a valid kline, fill or trade; None when pydantic must decide. Integer timestamps
     below `min_epoch_ms` are left to pydantic, which refuses them."""
     decoder = _DECODERS.get(default_kind)
     if decoder is None or b"\\" in payload:
@@ -125,6 +144,8 @@ def decode(payload: bytes, default_kind: str | None, min_epoch_ms: int = MIN_EPO
         message = decoder(payload)
     except (msgspec.DecodeError, ValueError, RecursionError):
         return None
+    if type(message) is _Trade:
+        return _trade(message, min_epoch_ms)
     if type(message) is _Kline:
         return _kline(message, min_epoch_ms)
     return _fill(message, min_epoch_ms) if type(message) is _Fill else None
@@ -214,3 +235,21 @@ def _fill(f: _Fill, min_epoch_ms: int) -> Row | None:
     if _FILL_ROW(text) is None:
         return None
     return new_row(("fill", text, ts[0], f.symbol))
+
+
+def _trade(t: _Trade, min_epoch_ms: int) -> Row | None:
+    ts = _time(t.ts, min_epoch_ms)
+    if ts is None:
+        return None
+    side, quote = t.side, t.quote_quantity
+    try:
+        text = "\t".join((
+            t.exchange, t.symbol, t.trade_id, t.price, t.quantity, NULL if side is None else side.lower(),
+            NULL if quote is None else quote, ts[1],
+        ))  # fmt: skip
+    except TypeError:
+        as_text = _numbers_as_text(t, _TRADE_DECIMALS)
+        return None if as_text is None else _trade(as_text, min_epoch_ms)
+    if _TRADE_ROW(text) is None:
+        return None
+    return new_row(("trade", text, ts[0], t.symbol))

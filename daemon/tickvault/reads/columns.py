@@ -16,13 +16,13 @@ from typing import Final
 import pyarrow as pa
 
 from tickvault.decimals import COLD_PRECISION, COLD_SCALE
-from tickvault.records import Balance, Fill, Kline, Order, Signal
+from tickvault.records import Balance, Fill, Kline, Order, Signal, Trade
 
 DECIMAL: Final = pa.decimal128(COLD_PRECISION, COLD_SCALE)
 TIME: Final = pa.timestamp("us", tz="UTC")
 DECIMAL_COLUMNS: Final = frozenset(
     {"open", "high", "low", "close", "volume", "quote_volume", "quantity", "price", "stop_price",
-     "filled_quantity", "avg_fill_price", "fee", "free", "locked", "strength"}
+     "filled_quantity", "avg_fill_price", "fee", "free", "locked", "strength", "quote_quantity"}
 )  # fmt: skip
 TIME_COLUMNS: Final = frozenset({"open_time", "close_time", "created_at", "updated_at", "ts"})
 INT_COLUMNS: Final = frozenset({"trades", "seq", "version_ms", "version_seq"})
@@ -46,7 +46,7 @@ def arrow_type(column: str) -> pa.DataType:
 class Spec:
     """One readable table. `rule` decides between a hot and a cold row of one key, as the
     roll's merge would: "kline" — a closed candle beats an open one, then the later-published
-    version; "fill" — the first-published version; "latest" — the later-published version
+    version; "fill" — the first-published version (fills, trades); "latest" — the later-published version
     (balances, signals); "event" — the rows are equal, hot is taken. `cold`: whether the
     table is rolled to the cold tier."""
 
@@ -81,6 +81,7 @@ SPECS: Final[dict[str, Spec]] = {
     "signals": Spec(
         "signals", "ts", ("bot_id", "strategy", "exchange", "symbol", "ts"), Signal.COLUMNS, "latest", True
     ),
+    "trades": Spec("trades", "ts", ("exchange", "symbol", "trade_id", "ts"), Trade.COLUMNS, "fill", True),
 }
 
 

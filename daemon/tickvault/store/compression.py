@@ -30,6 +30,7 @@ LAYOUT: Final = {
     "order_events": ("exchange, symbol", "updated_at, order_id, event_hash"),
     "balances": ("account, exchange", "ts, asset"),
     "signals": ("bot_id, exchange, symbol", "ts, strategy"),
+    "trades": ("exchange, symbol", "ts, trade_id"),
 }
 
 

@@ -24,6 +24,7 @@ TIME_TABLES: Final = (
     TimeTable("fills", "ts"),
     TimeTable("balances", "ts"),
     TimeTable("signals", "ts"),
+    TimeTable("trades", "ts"),
 )
 # which time-partitioned table each record kind lands in (bot_state has none)
 KIND_TIME_TABLES: Final[dict[str, tuple[TimeTable, ...]]] = {
@@ -33,6 +34,7 @@ KIND_TIME_TABLES: Final[dict[str, tuple[TimeTable, ...]]] = {
     "bot_state": (),
     "balance": (TIME_TABLES[3],),
     "signal": (TIME_TABLES[4],),
+    "trade": (TIME_TABLES[5],),
 }
 # the tables of the first migration (0001); later migrations add their own
 INITIAL_TABLES: Final = ("klines", "orders", "order_events", "fills", "bot_state", "dead_letters")
@@ -139,6 +141,19 @@ TABLES: Final[dict[str, str]] = {
     version_seq bigint NOT NULL DEFAULT 0,
     ingested_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (bot_id, strategy, exchange, symbol, ts)""",
+    "trades": """
+    exchange text NOT NULL,
+    symbol text NOT NULL,
+    trade_id text NOT NULL,
+    price numeric NOT NULL,
+    quantity numeric NOT NULL,
+    side text,
+    quote_quantity numeric,
+    ts timestamptz NOT NULL,
+    version_ms bigint NOT NULL DEFAULT 0,
+    version_seq bigint NOT NULL DEFAULT 0,
+    ingested_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (exchange, symbol, trade_id, ts)""",
 }
 
 INDEXES: Final = (  # (table, indexed columns)

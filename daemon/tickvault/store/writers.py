@@ -1,7 +1,7 @@
 """Set-based idempotent writes: COPY a batch into a temp staging table, then one
 INSERT … SELECT … ON CONFLICT per target table, all in one transaction.
 
-Klines and fills are mostly new rows, so `insert` first COPYs their batch straight into the
+Klines, fills and trades are mostly new rows, so `insert` first COPYs their batch straight into the
 table: one atomic statement, and less than half of PostgreSQL's work per row. When a row's
 key is already stored or repeats within the batch, PostgreSQL refuses the whole COPY and the
 batch is upserted as above; both give the same rows.
@@ -27,7 +27,7 @@ WHERE rank is higher). The ranks, highest wins:
   filled_quantity never decreases); `client_order_id`, `bot_id`, `strategy` and
   `created_at` hold the greatest value any update carried (they should all agree). Every
   update is also appended to order_events, deduplicated by a hash of its values.
-- fill: the first-published message wins (lowest version); redeliveries change nothing.
+- fill, trade: the first-published message wins (lowest version); redeliveries change nothing.
 - bot_state: (ts, seq, version). Every distinct snapshot is also appended to
   bot_state_history, deduplicated by (bot_id, ts, seq, md5 of the state); the upsert returns
   the rows it made the latest (`LATEST_COLUMNS`), which the daemon then writes to the Redis
@@ -198,17 +198,17 @@ def _order_sql(s: str) -> tuple[str, str, str]:
     return events, current, merged
 
 
-def _fill_sql(s: str) -> str:
-    cols = RECORD_TYPES["fill"].COLUMNS
-    key = ("exchange", "symbol", "fill_id", "ts")
+def _first_sql(s: str, kind: str, table: str, key: tuple[str, ...]) -> str:
+    """The first-published message of each key wins (fill, trade)."""
+    cols = RECORD_TYPES[kind].COLUMNS
     values = [c for c in cols if c not in key]
 
     def rank(p: str) -> list[str]:
         return [f"{p}version_ms", f"{p}version_seq", _tiebreak(values, p)]
 
     return f"""
-        INSERT INTO {s}.fills AS t ({_q(_versioned(cols))})
-        SELECT DISTINCT ON ({_q(key)}) {_q(_versioned(cols))} FROM {STAGE_PREFIX}fill
+        INSERT INTO {s}.{table} AS t ({_q(_versioned(cols))})
+        SELECT DISTINCT ON ({_q(key)}) {_q(_versioned(cols))} FROM {STAGE_PREFIX}{kind}
         ORDER BY {_q(key)}, {_sort(rank(""), "ASC")}
         ON CONFLICT ({_q(key)}) DO UPDATE SET {_sets(values)}
         WHERE {_row(rank("EXCLUDED."))} < {_row(rank("t."))}"""  # noqa: S608
@@ -257,6 +257,8 @@ def _latest_sql(s: str, kind: str, table: str, key: tuple[str, ...]) -> str:
         WHERE {_row(rank("EXCLUDED."))} > {_row(rank("t."))}"""  # noqa: S608
 
 
+FILL_KEY: Final = ("exchange", "symbol", "fill_id", "ts")
+TRADE_KEY: Final = ("exchange", "symbol", "trade_id", "ts")
 BALANCE_KEY: Final = ("account", "exchange", "asset", "ts")
 SIGNAL_KEY: Final = ("bot_id", "strategy", "exchange", "symbol", "ts")
 
@@ -267,15 +269,16 @@ def build_writers(schema: str) -> dict[str, KindWriter]:
     specs = {
         "kline": ("klines", (("klines", _kline_sql(schema)),)),
         "order": ("orders", (("order_events", events), ("orders", current), ("", merged))),
-        "fill": ("fills", (("fills", _fill_sql(schema)),)),
+        "fill": ("fills", (("fills", _first_sql(schema, "fill", "fills", FILL_KEY)),)),
         "bot_state": ("bot_state", (("bot_state_history", history), ("bot_state", latest))),
         "balance": ("balances", (("balances", _latest_sql(schema, "balance", "balances", BALANCE_KEY)),)),
         "signal": ("signals", (("signals", _latest_sql(schema, "signal", "signals", SIGNAL_KEY)),)),
+        "trade": ("trades", (("trades", _first_sql(schema, "trade", "trades", TRADE_KEY)),)),
     }
     return {
         kind: KindWriter(
             kind, table, _versioned(RECORD_TYPES[kind].COLUMNS), statements,
-            kind in ("kline", "fill", "balance", "signal"),
+            kind in ("kline", "fill", "balance", "signal", "trade"),
             "bot_state" if kind == "bot_state" else "",
         )
         for kind, (table, statements) in specs.items()
