@@ -22,7 +22,6 @@ from cryptofeed.backends import redis as cf_redis
 from cryptofeed.types import Candle, Fill, OrderInfo
 
 from tests.helpers import SOURCES, Daemon, TestEnv, wait_until
-from tickvault.records import RECORD_TYPES
 
 pytestmark = [
     pytest.mark.parametrize("source", SOURCES, indirect=True),
@@ -238,7 +237,6 @@ async def test_cryptofeed_backends_land_exactly_once(env: TestEnv, daemon: Daemo
         await env.kafka.delete_topics([topic(k) for k in names(env).values()])
 
 
-@pytest.mark.skipif("trade" not in RECORD_TYPES, reason="the trade kind is not in this build yet")
 async def test_cryptofeed_trades_land_exactly(env: TestEnv, daemon: Daemon) -> None:
     from cryptofeed.types import Trade
 

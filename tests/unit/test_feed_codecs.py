@@ -21,12 +21,10 @@ from yapic import json as yapic_json
 from tickvault.codecs import binance, cryptofeed
 from tickvault.codecs.native import decode as native_decode
 from tickvault.errors import RecordError
-from tickvault.records import RECORD_TYPES, Order
+from tickvault.records import Order
 from tickvault.rows import Item, Row, to_item
 
 RECEIPT = 1615927655.6
-TRADES_MERGED = "trade" in RECORD_TYPES
-needs_trade_kind = pytest.mark.skipif(not TRADES_MERGED, reason="the trade kind is not in this build yet")
 
 
 def native(**fields: Any) -> Item:
@@ -155,7 +153,6 @@ def test_cryptofeed_market_order_without_price() -> None:
     assert (item.type, item.price, item.status) == ("market", None, "filled")
 
 
-@needs_trade_kind
 def test_cryptofeed_trade_is_the_native_trade() -> None:
     trade = Trade("BINANCE", "BTC-USDT", "buy", Decimal("0.01"), Decimal("87000.1"), 1700000000.5, id="t-9")
     expected = native(
@@ -164,15 +161,6 @@ def test_cryptofeed_trade_is_the_native_trade() -> None:
     )  # fmt: skip
     assert cryptofeed.decode(kafka_payload(trade), None) == expected
     assert cryptofeed.decode(redis_payload(trade), None) == expected
-
-
-@pytest.mark.skipif(TRADES_MERGED, reason="the trade kind is in this build")
-def test_cryptofeed_trade_without_the_trade_kind_is_refused() -> None:
-    trade = Trade("BINANCE", "BTC-USDT", "buy", Decimal("0.01"), Decimal("87000.1"), 1700000000.5, id="t-9")
-    with pytest.raises(RecordError) as caught:
-        cryptofeed.decode(kafka_payload(trade), None)
-    assert caught.value.category == "unknown_kind"
-    assert "cryptofeed trades" in caught.value.reason
 
 
 def _candle_json(**changes: Any) -> bytes:
@@ -297,7 +285,6 @@ def test_binance_stop_loss_limit_keeps_its_stop_price() -> None:
     assert (item.type, item.stop_price) == ("stop_limit", Decimal("0.10000000"))
 
 
-@needs_trade_kind
 @pytest.mark.parametrize(("event", "id_field"), [("trade", "t"), ("aggTrade", "a")])
 def test_binance_trades(event: str, id_field: str) -> None:
     payload = {"e": event, "E": 1, "s": "BNBBTC", id_field: 12345, "p": "0.001", "q": "100",

@@ -9,7 +9,6 @@ import pytest
 
 from tickvault.errors import ConfigError, RecordError
 from tickvault.importer import binance
-from tickvault.records import RECORD_TYPES
 from tickvault.timestamps import parse_epoch_ms_or_us
 
 UTC = dt.UTC
@@ -44,12 +43,6 @@ def test_series_from_name_or_options() -> None:
         binance.series_of(Path("x.csv"), "binance-klines", "binance", "ETHUSDT", None)
     with pytest.raises(ConfigError, match="give --symbol"):
         binance.series_of(Path("x.csv"), "binance-klines", "binance", None, "1m")
-
-
-@pytest.mark.skipif("trade" in RECORD_TYPES, reason="this build has the trade kind")
-def test_trade_dumps_are_refused_without_the_trade_kind() -> None:
-    with pytest.raises(ConfigError, match="needs the trade kind"):
-        binance.series_of(Path("BTCUSDT-trades-2024-01.zip"), "binance", "binance", None, None)
 
 
 def test_trade_and_agg_trade_rows_map_to_trade_messages() -> None:

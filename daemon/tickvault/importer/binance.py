@@ -31,7 +31,7 @@ from tickvault.codecs.native import to_record
 from tickvault.errors import ConfigError, RecordError
 from tickvault.importer.chunk import Chunk
 from tickvault.importer.files import lines, size_of
-from tickvault.records import INTERVALS, MAX_BIGINT, RECORD_TYPES
+from tickvault.records import INTERVALS, MAX_BIGINT
 from tickvault.rows import Item, to_item
 from tickvault.timestamps import parse_epoch_ms_or_us
 
@@ -89,8 +89,6 @@ def series_of(path: Path, fmt: str, exchange: str, symbol: str | None, interval:
     symbol = symbol or (named[0] if named else None)
     if symbol is None:
         raise ConfigError(f"{path}: cannot tell the symbol from the name; give --symbol")
-    if what != "klines" and "trade" not in RECORD_TYPES:
-        raise ConfigError(f"{path}: Binance {what} import needs the trade kind, which this build lacks")
     return Series(what, exchange, symbol, interval if what == "klines" else None)
 
 
