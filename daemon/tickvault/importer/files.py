@@ -103,3 +103,43 @@ def _numbered(file: IO[bytes], number: int) -> Generator[Line, None, int]:
         if raw.strip():
             yield number, raw
     return number
+
+
+def blocks(path: Path, size: int) -> Iterator[tuple[int, bytes]]:
+    """The file's text (every member of a zip in turn) as blocks of about `size` bytes cut
+    after a line end, each with the number of lines before it (numbered as `lines` numbers
+    them). Every block ends with b"\\n" (added after a last line that has none). Raises
+    ImportFailed when the file cannot be read."""
+    try:
+        if path.suffix.lower() == ".zip":
+            with _zip(path) as archive:
+                number = 0
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        with archive.open(info) as member:
+                            number = yield from _blocks(member, size, number)
+        else:
+            with path.open("rb") as file:
+                yield from _blocks(file, size, 0)
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ImportFailed(f"{path}: cannot be read: {exc}") from exc
+
+
+def _blocks(file: IO[bytes], size: int, number: int) -> Generator[tuple[int, bytes], None, int]:
+    rest = b""
+    while True:
+        data = file.read(size)
+        if not data:
+            break
+        data = rest + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        block, rest = data[: cut + 1], data[cut + 1 :]
+        yield number, block
+        number += block.count(b"\n")
+    if rest:
+        yield number, rest + b"\n"
+        number += 1
+    return number
