@@ -97,16 +97,16 @@ def chunks(path: Path, series: Series, chunk_rows: int, min_epoch_ms: int) -> It
     Klines are read column-wise (`klines_csv`, the same rows and dead letters). Raises
     ImportFailed (files.lines) when it cannot be read."""
     if series.what == "klines":
-        from tickvault.importer import klines_csv  # it reads rows it cannot vouch for with _kline
+        from tickvault.importer import klines_csv  # it reads rows it cannot vouch for with kline
 
         yield from klines_csv.chunks(path, series, chunk_rows, min_epoch_ms)
         return
-    parse = _kline if series.what == "klines" else _trade
+    parse = kline if series.what == "klines" else _trade
     kind = "kline" if series.what == "klines" else "trade"
     chunk, done = Chunk(path.name), 0
     for number, raw in lines(path):
         done += len(raw) + 1
-        if number == 1 and _is_header(raw):
+        if number == 1 and is_header(raw):
             continue
         try:
             item = parse(raw, series, min_epoch_ms)
@@ -125,7 +125,8 @@ def chunks(path: Path, series: Series, chunk_rows: int, min_epoch_ms: int) -> It
     yield chunk
 
 
-def _is_header(raw: bytes) -> bool:
+def is_header(raw: bytes) -> bool:
+    """Whether the first line of a file is a header: its first field is not a number."""
     first = raw.split(b",", 1)[0].strip()
     return not first.isdigit()
 
@@ -147,7 +148,8 @@ def _epoch(text: str, min_epoch_ms: int) -> tuple[dt.datetime, str] | None:
     return ts, ts.isoformat(" ")  # as rows.field writes it
 
 
-def _kline(raw: bytes, series: Series, min_epoch_ms: int) -> Item:
+def kline(raw: bytes, series: Series, min_epoch_ms: int) -> Item:
+    """A kline CSV line as its row. Raises RecordError saying why it is not a valid kline."""
     f = _text(raw)
     if len(f) >= 9:
         opened, closes, trades = _epoch(f[0], min_epoch_ms), _epoch(f[6], min_epoch_ms), f[8]

@@ -1,7 +1,7 @@
 """Binance kline CSV read column-wise with pyarrow: whole blocks of lines parsed, checked
 and turned into COPY text at once. No I/O beyond reading the file.
 
-The rows this accepts are exactly those the per-line path (`binance._kline`, through
+The rows this accepts are exactly those the per-line path (`binance.kline`, through
 `codecs.fast.kline_row`) accepts, with the same row: open_time and close_time ASCII
 digits read as epoch ms or µs per value (`timestamps.parse_epoch_ms_or_us`, at or above
 `min_epoch_ms`), trades ASCII digits within a bigint, open..volume and quote_volume
@@ -14,12 +14,13 @@ rows of different widths, bytes that are not UTF-8).
 
 from __future__ import annotations
 
+import datetime as dt
 import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import accumulate, repeat
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +33,7 @@ from tickvault.importer.chunk import Chunk
 from tickvault.importer.files import blocks, size_of
 from tickvault.records import EXCHANGE_PATTERN, SYMBOL_PATTERN
 from tickvault.rows import Item, new_row
-from tickvault.timestamps import MAX_EPOCH_MS, MAX_EPOCH_US
+from tickvault.timestamps import EPOCH, MAX_EPOCH_MS, MAX_EPOCH_US
 
 BLOCK_BYTES: Final = 8 << 20
 _BLANK_LINE: Final = re.compile(rb"(?:^|\n)[ \t\x0b\x0c]*\n")
@@ -52,33 +53,41 @@ def chunks(path: Path, series: binance.Series, chunk_rows: int, min_epoch_ms: in
     prefix = _prefix(series)
     chunk, base = Chunk(path.name), 0
     for before, block in blocks(path, BLOCK_BYTES):
-        header = before == 0 and binance._is_header(block[: block.find(b"\n")].rstrip(b"\r"))
-        rows = _fast(block, before, header, prefix, series, min_epoch_ms)
-        for number, item, raw, end in (
-            rows if rows is not None else _slow(block, before, series, min_epoch_ms)
-        ):
-            if item is None:
-                try:
-                    item = binance._kline(raw, series, min_epoch_ms)
-                except RecordError as exc:
-                    chunk.reject(str(number), "kline", exc, raw)
-                    item = None
-            if item is not None:
-                chunk.items.append(item)
-                chunk.versions.append(f"0\t{number}")
-                chunk.entries.append(str(number))
-                chunk.read += 1
+        header = before == 0 and binance.is_header(block[: block.find(b"\n")].rstrip(b"\r"))
+        fast = _fast(block, before, header, prefix, min_epoch_ms)
+        numbers, items, raws, ends, total = fast if fast is not None else _slow(block, before)
+        at, n = 0, len(numbers)
+        while at < n:
+            upto = min(n, at + chunk_rows - chunk.read)
+            part = items[at:upto]
+            if None not in part:  # Chunk.add, in bulk: the per-row cost is what bounds an import
+                entries = list(map(str, numbers[at:upto]))
+                chunk.items += cast(list[Item], part)
+                chunk.entries += entries
+                chunk.versions += ["0\t" + e for e in entries]
+                chunk.read += upto - at
+            else:
+                for number, item, raw in zip(numbers[at:upto], part, raws[at:upto], strict=True):
+                    try:
+                        chunk.add(
+                            item or binance.kline(raw, series, min_epoch_ms), f"0\t{number}", str(number)
+                        )
+                    except RecordError as exc:
+                        chunk.reject(str(number), "kline", exc, raw)
+            at = upto
             if chunk.read >= chunk_rows:
-                chunk.done = base + end
+                chunk.done = base + ends[at - 1]
                 yield chunk
                 chunk = Chunk(path.name)
-        base += _counted(block, rows is not None)
+        base += total
     chunk.done = size_of(path)
     yield chunk
 
 
-# (line number, its row or None when the line takes the per-line path, the line, bytes read by its end)
-Parsed = tuple[int, Item | None, bytes, int]
+# a block's lines: their numbers, their rows (None: the line takes the per-line path), the
+# lines, the bytes `files.lines` counts up to the end of each (from the block's start) and
+# in the whole block
+Lines = tuple[Sequence[int], list[Item | None], list[bytes], list[int], int]
 
 
 def _prefix(series: binance.Series) -> str | None:
@@ -88,40 +97,38 @@ def _prefix(series: binance.Series) -> str | None:
     return None  # every row goes to the model, which words why
 
 
-def _counted(block: bytes, fast: bool) -> int:
-    """The bytes `lines` counts for the block (each non-blank line without its end, plus one)."""
-    if fast:
-        return len(block) - block.count(b"\r")
-    return sum(len(raw.rstrip(b"\r")) + 1 for raw in block.split(b"\n")[:-1] if raw.strip())
-
-
-def _slow(block: bytes, before: int, series: binance.Series, min_epoch_ms: int) -> Iterator[Parsed]:
+def _slow(block: bytes, before: int) -> Lines:
+    numbers: list[int] = []
+    raws: list[bytes] = []
+    ends: list[int] = []
     done = 0
     for i, raw in enumerate(block.split(b"\n")[:-1]):
         raw = raw.rstrip(b"\r\n")
         if not raw.strip():
             continue
         done += len(raw) + 1
-        if before + i == 0 and binance._is_header(raw):
+        if before + i == 0 and binance.is_header(raw):
             continue
-        yield before + i + 1, None, raw, done
+        numbers.append(before + i + 1)
+        raws.append(raw)
+        ends.append(done)
+    return numbers, [None] * len(numbers), raws, ends, done
 
 
-def _fast(
-    block: bytes, before: int, header: bool, prefix: str | None, series: binance.Series, min_epoch_ms: int
-) -> list[Parsed] | None:
-    """The block's rows, those this module vouches for with their row; None when the block
-    must be read line by line."""
+def _fast(block: bytes, before: int, header: bool, prefix: str | None, min_epoch_ms: int) -> Lines | None:
+    """The block's lines, with the rows this module vouches for; None when the block must be
+    read line by line."""
     if b"\r" in block:
         if block.count(b"\r") != block.count(b"\r\n"):
             return None
         block = block.replace(b"\r\n", b"\n")
-    if _BLANK_LINE.search(block):
+    spaces = any(c in block for c in (b" ", b"\t", b"\x0b", b"\x0c"))
+    if block.startswith(b"\n") or b"\n\n" in block or (spaces and _BLANK_LINE.search(block)):
         return None
     skipped = block.find(b"\n") + 1 if header else 0
     body = block[skipped:]
     if not body:
-        return []
+        return range(0), [], [], [], skipped
     width = body[: body.find(b"\n")].count(b",") + 1
     names = [f"c{i}" for i in range(width)]
     try:
@@ -140,13 +147,11 @@ def _fast(
     if n != len(raws):
         return None
     first = before + (2 if header else 1)
-    numbers = range(first, first + n)
-    ends = accumulate(map(operator.add, map(len, raws), repeat(1)), initial=skipped)
-    next(ends)
+    ends = list(accumulate(map(operator.add, map(len, raws), repeat(1)), initial=skipped))[1:]
     items: list[Item | None] = [None] * n
     if width >= 9 and prefix is not None:
-        items = _rows(table, prefix, series.symbol, min_epoch_ms)
-    return list(zip(numbers, items, raws, ends, strict=True))
+        items = _rows(table, prefix, prefix.split("\t")[1], min_epoch_ms)
+    return range(first, first + n), items, raws, ends, len(block)
 
 
 def _rows(table: pa.Table, prefix: str, symbol: str, min_epoch_ms: int) -> list[Item | None]:
@@ -165,11 +170,14 @@ def _rows(table: pa.Table, prefix: str, symbol: str, min_epoch_ms: int) -> list[
     text = pc.binary_join_element_wise(
         prefix, _iso(opened), _iso(closes), c[1], c[2], c[3], c[4], c[5], c[7], c[8], "t", "\t"
     )
-    times = pc.cast(opened, pa.timestamp("us", tz="UTC")).to_pylist()
-    return [
-        new_row(("kline", t, at, symbol)) if good else None
-        for good, t, at in zip(ok.to_pylist(), text.to_pylist(), times, strict=True)
-    ]
+    # as parse_epoch_ms_or_us makes them (pyarrow's own conversion to aware datetimes is slower)
+    times = map(dt.timedelta, repeat(0), repeat(0), opened.to_pylist())
+    rows: list[Item | None] = list(
+        map(new_row, zip(repeat("kline"), text.to_pylist(), map(EPOCH.__add__, times), repeat(symbol)))
+    )
+    if pc.all(ok).as_py() is not True:
+        rows = [row if good else None for row, good in zip(rows, ok.to_pylist(), strict=True)]
+    return rows
 
 
 def _epoch_us(column: pa.Array, min_epoch_ms: int) -> tuple[pa.Array, pa.Array]:
