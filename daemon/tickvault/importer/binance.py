@@ -13,7 +13,8 @@ Columns, with or without a header row (a first line whose first field is not a n
   is_buyer_maker[, is_best_match].
 Times are epoch milliseconds or microseconds (recent spot dumps), told apart per value
 (`timestamps.parse_epoch_ms_or_us`). A trade's side is the taker's: `sell` when the buyer
-was the maker. A kline row takes the native codec's fast path (`codecs.fast.kline_row`);
+was the maker. Kline files are read column-wise (`klines_csv`); a kline line that reader
+cannot vouch for takes `kline`: the native codec's fast path (`codecs.fast.kline_row`), and
 what that does not accept is decided, and its reason worded, by the Kline model.
 """
 
