@@ -49,6 +49,7 @@ FILES = {
     "nine_columns": "\n".join(line.rsplit(",", 3)[0] for line in LINES) + "\n",
     "eight_columns": "\n".join(line.rsplit(",", 4)[0] for line in LINES) + "\n",
     "many": "\n".join(LINES * 40) + "\n",
+    "byte_order_marks": "\n".join(["\ufeff" + GOOD, *(["\ufeff" + GOOD, *LINES[1:]] * 5)]) + "\n",
 }
 
 

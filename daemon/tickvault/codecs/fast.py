@@ -100,24 +100,25 @@ def _row_check(*fields: str) -> Callable[[str], re.Match[str] | None]:
     return re.compile("\t".join(fields)).fullmatch
 
 
-# non-negative, written plainly, within decimal(38, 18) (records.fits_cold; longer fractions
-# that end in zeros may fit too: the model decides those)
-_NUMBER: Final = r"(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,18})?"
+# a decimal the fast path takes as it is: non-negative, written plainly, within decimal(38, 18)
+# (records.fits_cold; longer fractions that end in zeros may fit too: the model decides those)
+PLAIN_DECIMAL: Final = r"(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,18})?"
 _TEXT: Final = rf"[^\x00-\x1f\x7f]{{1,{TEXT_MAX_LENGTH}}}"
-_POSITIVE: Final = rf"(?=[0-9.]*[1-9]){_NUMBER}"  # and greater than zero
+_POSITIVE: Final = rf"(?=[0-9.]*[1-9]){PLAIN_DECIMAL}"  # and greater than zero
 _ANY: Final = r"[^\t]+"  # a field the Struct's type or `_time` has already checked
 _KLINE_ROW: Final = _row_check(
     _bare(EXCHANGE_PATTERN), _bare(SYMBOL_PATTERN), _ANY, _ANY, _ANY,
-    _NUMBER, _NUMBER, _NUMBER, _NUMBER, _NUMBER, _or_null(_NUMBER), _ANY, _ANY,
+    PLAIN_DECIMAL, PLAIN_DECIMAL, PLAIN_DECIMAL, PLAIN_DECIMAL, PLAIN_DECIMAL,
+    _or_null(PLAIN_DECIMAL), _ANY, _ANY,
 )  # fmt: skip
 _FILL_ROW: Final = _row_check(
     _TEXT, _TEXT, _bare(EXCHANGE_PATTERN), _bare(SYMBOL_PATTERN), "(?:buy|sell)",
-    _POSITIVE, _NUMBER, _NUMBER, _or_null(_bare(ASSET_PATTERN)),
+    _POSITIVE, PLAIN_DECIMAL, PLAIN_DECIMAL, _or_null(_bare(ASSET_PATTERN)),
     _or_null("(?:maker|taker)"), _or_null(_bare(BOT_ID_PATTERN)), _or_null(_TEXT), _ANY,
 )  # fmt: skip
 _TRADE_ROW: Final = _row_check(
     _bare(EXCHANGE_PATTERN), _bare(SYMBOL_PATTERN), _TEXT, _POSITIVE, _POSITIVE,
-    _or_null("(?:buy|sell)"), _or_null(_NUMBER), _ANY,
+    _or_null("(?:buy|sell)"), _or_null(PLAIN_DECIMAL), _ANY,
 )  # fmt: skip
 _KLINE_DECIMALS: Final = ("open", "high", "low", "close", "volume", "quote_volume")
 _FILL_DECIMALS: Final = ("quantity", "price", "fee")

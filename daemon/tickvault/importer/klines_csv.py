@@ -9,11 +9,12 @@ digits read as epoch ms or µs per value (`timestamps.parse_epoch_ms_or_us`, at 
 as decimal128(38, 18), which holds every number that pattern admits exactly) and close_time
 not before open_time. Every other row takes the per-line path, which words its reason; so
 does a whole block pyarrow cannot split as that path splits it (a bare CR, a blank line,
-rows of different widths, bytes that are not UTF-8).
+rows of different widths, bytes that are not UTF-8, a byte order mark).
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import operator
 import re
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from tickvault.codecs.fast import _NUMBER
+from tickvault.codecs.fast import PLAIN_DECIMAL
 from tickvault.errors import RecordError
 from tickvault.importer import binance
 from tickvault.importer.chunk import Chunk
@@ -38,8 +39,8 @@ from tickvault.timestamps import EPOCH, MAX_EPOCH_MS, MAX_EPOCH_US
 BLOCK_BYTES: Final = 8 << 20
 _BLANK_LINE: Final = re.compile(rb"(?:^|\n)[ \t\x0b\x0c]*\n")
 _DIGITS: Final = "^[0-9]{1,18}$"  # within int64; longer ones are no epoch (ms or µs) nor bigint here
-_DECIMAL: Final = f"^{_NUMBER}$"
-_QUOTE_VOLUME: Final = rf"^(?:{_NUMBER}|\\N)$"
+_DECIMAL: Final = f"^{PLAIN_DECIMAL}$"
+_QUOTE_VOLUME: Final = rf"^(?:{PLAIN_DECIMAL}|\\N)$"
 _EXACT: Final = pa.decimal128(38, 18)
 _PARSE: Final = pacsv.ParseOptions(
     quote_char=False, escape_char=False, newlines_in_values=False, ignore_empty_lines=False
@@ -129,6 +130,8 @@ def _fast(block: bytes, before: int, header: bool, prefix: str | None, min_epoch
     body = block[skipped:]
     if not body:
         return range(0), [], [], [], skipped
+    if body.startswith(codecs.BOM_UTF8):  # pyarrow would drop it; the per-line path does not
+        return None
     width = body[: body.find(b"\n")].count(b",") + 1
     names = [f"c{i}" for i in range(width)]
     try:
