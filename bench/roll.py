@@ -266,15 +266,7 @@ class Bench:
             shutil.rmtree(self.scratch, ignore_errors=True)
         if not self.database:
             return
-        try:
-            admin = await asyncpg.connect(self.args.dsn)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-            finally:
-                await admin.close()
-        except (asyncpg.PostgresError, OSError) as exc:
-            print(f"cleanup of the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        else:
+        if await runner.drop_database(self.args.dsn, self.database):
             print(f"cleaned up: database {self.database}, {self.scratch}")
 
 

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+import asyncpg
+
 
 class BenchError(Exception):
     """The benchmark could not measure what it promised (e.g. a row count does not match)."""
@@ -41,3 +43,18 @@ def run(bench: Bench, failures: tuple[type[BaseException], ...]) -> int:
     finally:
         asyncio.run(bench.cleanup())
     return code
+
+
+async def drop_database(dsn: str, database: str) -> bool:
+    """Drop a scratch database (FORCE: its connections go too); False, with the reason
+    printed in one line, when that failed."""
+    try:
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    except (asyncpg.PostgresError, OSError) as exc:
+        print(f"cleanup of the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return False
+    return True

@@ -134,15 +134,7 @@ class Bench:
             print(f"cleanup of the Redis keys failed: {exc}", file=sys.stderr)
         if not self.database:
             return
-        try:
-            admin = await asyncpg.connect(self.args.dsn)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-            finally:
-                await admin.close()
-        except (asyncpg.PostgresError, OSError) as exc:
-            print(f"cleanup of the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        else:
+        if await runner.drop_database(self.args.dsn, self.database):
             print(f"cleaned up: database {self.database}, keys {self.prefix}*")
 
 
