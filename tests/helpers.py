@@ -286,6 +286,14 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
     return proc.wait(timeout_s)
 
 
+def kill_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL `proc` if it still runs and reap it (an unreaped Popen warns when collected,
+    which fails whichever test is running then)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(30)
+
+
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 

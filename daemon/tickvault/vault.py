@@ -76,6 +76,14 @@ def _canonical_row(row: Any) -> dict[str, Any]:
     return {k: canonical(v) if type(v) is Decimal else v for k, v in row.items()}
 
 
+def _close_opened(opening: asyncio.Future[Any]) -> None:
+    """Close a catalog whose opening finished after the read that asked for it was cancelled."""
+    if not opening.cancelled() and opening.exception() is None:
+        from tickvault.archive import table
+
+        table.close_catalog(opening.result())
+
+
 def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
     """Distinct values of `columns` (an index prefix) in index order, one index probe each.
 
@@ -137,7 +145,12 @@ class Vault(BotStates, Series, Trading, Writes):
 
         async with self._catalog_lock:
             if self._catalog is None:
-                self._catalog = await asyncio.to_thread(table.open_catalog, self._settings)
+                opening = asyncio.ensure_future(asyncio.to_thread(table.open_catalog, self._settings))
+                try:
+                    self._catalog = await asyncio.shield(opening)
+                except asyncio.CancelledError:  # the thread goes on: close what it opens
+                    opening.add_done_callback(_close_opened)
+                    raise
         identifier = f"{self._schema}.{name}"
         if not await asyncio.to_thread(self._catalog.table_exists, identifier):
             return None

@@ -31,7 +31,7 @@ from tests.integration.test_archive import (
 from tickvault import metrics
 from tickvault.archive import roller, sweep, table
 from tickvault.settings import Settings
-from tickvault.store import Store
+from tickvault.store import Store, migrate
 
 
 def files_under(directory: Path) -> set[str]:
@@ -140,3 +140,27 @@ def s3_client(endpoint: str) -> Any:
         "s3", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id="test", aws_secret_access_key="test",
     )  # fmt: skip
+
+
+async def test_the_rollers_unpooled_catalog_keeps_no_connection_open(env: TestEnv, tmp_path: Path) -> None:
+    """The roller's catalog connects per call (a call still running in a thread when the
+    roller is cancelled must not leave a connection behind); the Vault's keeps one pooled."""
+    await migrate.upgrade(archive_settings(env, tmp_path / "cold").postgres)
+    name = f"tv_catalog_{env.tag}"
+    settings = env.settings(
+        postgres={"dsn": f"{env.dsn}?application_name={name}", "timescale": "off"},
+        archive={"root": str(tmp_path / "cold")},
+    )
+
+    async def open_connections() -> int:
+        sql = "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1"
+        return int((await env.fetch(sql, name))[0]["n"])
+
+    for pooled, kept in ((True, 1), (False, 0)):
+        catalog = table.open_catalog(settings, pooled=pooled)
+        try:
+            assert not catalog.table_exists(f"{settings.postgres.schema_name}.nothing")
+            assert await open_connections() == kept
+        finally:
+            table.close_catalog(catalog)
+        assert await open_connections() == 0

@@ -12,7 +12,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.helpers import SOURCES, Daemon, PrivatePostgres, TestEnv, spawn_daemon, stop_process, wait_until
+from tests.helpers import (
+    SOURCES,
+    Daemon,
+    PrivatePostgres,
+    TestEnv,
+    kill_process,
+    spawn_daemon,
+    stop_process,
+    wait_until,
+)
 from tests.integration import workload
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("source", SOURCES, indirect=True)]
@@ -46,8 +55,7 @@ async def test_sigkill_mid_ingest_then_restart(env: TestEnv, tmp_path: Path, res
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        kill_process(proc)
     assert await env.count("klines") < 24_000  # killed mid-ingest
     assert await env.unsettled() > 0
     if env.source == "redis":
@@ -63,8 +71,7 @@ async def test_sigkill_mid_ingest_then_restart(env: TestEnv, tmp_path: Path, res
         )
         assert stop_process(proc) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        kill_process(proc)
     await assert_exactly_once(env, w)
 
 
@@ -142,8 +149,7 @@ async def test_sigterm_drains_and_exits_zero(env: TestEnv, tmp_path: Path) -> No
         await wait_until(lambda: _klines_between(env, 1_000, 20_000), 60, 0.02, "ingest under way")
         assert stop_process(proc, signal.SIGTERM, timeout_s=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        kill_process(proc)
     if env.source == "redis":
         assert await env.pending() == 0  # everything read was written and acknowledged
     uncommitted = await env.unsettled()

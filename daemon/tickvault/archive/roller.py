@@ -106,7 +106,7 @@ async def _roll_all(
             if not todo:
                 continue
             if catalog is None:
-                catalog = await asyncio.to_thread(table.open_catalog, settings)
+                catalog = await asyncio.to_thread(table.open_catalog, settings, pooled=False)
             outcomes += await _roll_table(steps.TableRoll(conn, settings, catalog, hot_side, t), todo)
     finally:
         await asyncio.to_thread(table.close_catalog, catalog)
@@ -143,7 +143,7 @@ async def _upkeep(settings: Settings, tables: Sequence[str], now: dt.datetime) -
     names = [t.name for t in TIME_TABLES if not tables or t.name in tables]
     catalog: SqlCatalog | None = None
     try:
-        catalog = await asyncio.to_thread(table.open_catalog, settings)
+        catalog = await asyncio.to_thread(table.open_catalog, settings, pooled=False)
         for name in names:
             await _upkeep_one(settings, catalog, name, now)
     except Exception as exc:  # the catalog itself: counted against every table, retried next round

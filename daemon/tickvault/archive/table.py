@@ -47,7 +47,9 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from tickvault.decimals import COLD_PRECISION, COLD_SCALE
 from tickvault.errors import ColdFileError
@@ -102,18 +104,27 @@ def root_url(root: str) -> str:
     return root if "://" in root else "file://" + os.path.abspath(root)
 
 
-def open_catalog(settings: Settings) -> SqlCatalog:
+def open_catalog(settings: Settings, *, pooled: bool = True) -> SqlCatalog:
     """The SQL catalog in the tickvault schema (its tables are created on first use).
+
+    `pooled=False` gives it an engine without a connection pool: every catalog call connects
+    and closes again. The daemon's roller uses that: it calls the catalog from worker
+    threads, and a call still running when the roller is cancelled (shutdown) would otherwise
+    hand its connection back to a pool already disposed, leaving it open until collected.
     Raises what SQLAlchemy raises when PostgreSQL cannot be reached."""
     url = make_url(settings.postgres.dsn.get_secret_value()).set(drivername="postgresql+psycopg")
     url = url.update_query_dict({"options": f"-csearch_path={settings.postgres.schema_name}"})
-    return SqlCatalog(
+    catalog = SqlCatalog(
         CATALOG_NAME,
         uri=url.render_as_string(hide_password=False),
         warehouse=root_url(settings.archive.root),
         init_catalog_tables="true",
         **s3_properties(settings),
     )
+    if not pooled:  # pyiceberg takes no pool options: replace its engine, closing the first
+        catalog.engine.dispose()
+        catalog.engine = create_engine(url, poolclass=NullPool)
+    return catalog
 
 
 def s3_properties(settings: Settings) -> dict[str, str]:
