@@ -2,8 +2,8 @@
 
 Two runs of the real daemon (`python -m tickvault run`, a subprocess configured by TICKVAULT_*
 variables, Redis Streams source) on the roll bench's scratch database, each draining a backlog
-of N 1m klines published beforehand (bench/ingest.py's workload with `--mix 100,0,0`, times
-from today on, so no row lands in a partition that is rolled):
+of N 1m klines published beforehand (the ingest bench's workload, bench/ingest_workload.py,
+with `--mix 100,0,0`, times from today on, so no row lands in a partition that is rolled):
 1. alone (`archive.enabled` false): rows/s = N over the time from the group's first read to
    the last acknowledgement, as bench/ingest.py counts it;
 2. while rolling (`archive.enabled`, `archive.hot_retention` 1d): the daemon's roller starts
@@ -32,7 +32,9 @@ from typing import Any, Final
 import asyncpg
 import redis.asyncio as aioredis
 
-import ingest
+from ingest_daemon import Progress, environ, overrides, progress, scratch_names
+from ingest_phases import publish
+from ingest_workload import BASE_MS, N_SYMBOLS, Workload, build_workload
 from runner import BenchError
 
 KLINES_ONLY: Final = (100, 0, 0)
@@ -65,11 +67,11 @@ class Ingest:
     streams: list[str] = field(default_factory=list)
     daemon: subprocess.Popen[bytes] | None = None
 
-    def workload(self, n: int, phase: int, seed: int) -> ingest.Workload:
+    def workload(self, n: int, phase: int, seed: int) -> Workload:
         """N klines timed from today 00:00 UTC on (phase 1 after phase 0), keys of their own."""
         today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        minutes = -(-(int(today.timestamp() * 1000) - ingest.BASE_MS) // 60_000)
-        return ingest.build_workload(n, seed, offset=minutes * ingest.N_SYMBOLS + phase * n, mix=KLINES_ONLY)
+        minutes = -(-(int(today.timestamp() * 1000) - BASE_MS) // 60_000)
+        return build_workload(n, seed, offset=minutes * N_SYMBOLS + phase * n, mix=KLINES_ONLY)
 
     async def alone(self, n: int, seed: int) -> IngestRun:
         return await self._run(self.workload(n, 0, seed), "a", archive=None, rolls=0)
@@ -78,11 +80,9 @@ class Ingest:
         archive = {"enabled": True, "root": archive_root, "hot_retention": "1d", "interval_s": 3600}
         return await self._run(self.workload(n, 1, seed), "b", archive=archive, rolls=rolls)
 
-    async def _run(
-        self, w: ingest.Workload, phase: str, archive: dict[str, Any] | None, rolls: int
-    ) -> IngestRun:
-        base, topics = ingest.scratch_names(self.token + phase)
-        values = ingest.overrides(self.dsn, self.redis_url, topics, self.token + phase)
+    async def _run(self, w: Workload, phase: str, archive: dict[str, Any] | None, rolls: int) -> IngestRun:
+        base, topics = scratch_names(self.token + phase)
+        values = overrides(self.dsn, self.redis_url, topics, self.token + phase)
         values["postgres"].update(
             {"schema": self.schema, "create_database": False, "timescale": "off",
              "partition_interval_days": 1, "partitions_ahead": 0}
@@ -92,12 +92,12 @@ class Ingest:
         redis = aioredis.Redis.from_url(self.redis_url)
         try:
             self.streams += list(topics)
-            await ingest.publish(redis, topics, w)
+            await publish(redis, topics, w)
             expected = {s: len(w.payloads[k]) for s, k in topics.items() if w.payloads[k]}
             log_path = self.log_dir / f"{base}.daemon.log"
             with log_path.open("wb") as log:
                 self.daemon = subprocess.Popen(  # noqa: ASYNC220 - returns at once; watched with poll()
-                    [sys.executable, "-m", "tickvault", "run"], env=ingest.environ(values),
+                    [sys.executable, "-m", "tickvault", "run"], env=environ(values),
                     stdout=log, stderr=subprocess.STDOUT,
                 )  # fmt: skip
             run = await self._watch(redis, expected, f"bench_{self.token}{phase}", w.total, rolls)
@@ -184,8 +184,8 @@ def _warnings(log_path: Path) -> list[str]:
     return [line for line in lines if " WARNING " in line or " ERROR " in line or "Traceback" in line]
 
 
-async def _progress(redis: aioredis.Redis, expected: dict[str, int], group: str) -> ingest.Progress:
+async def _progress(redis: aioredis.Redis, expected: dict[str, int], group: str) -> Progress:
     try:
-        return await ingest.progress(redis, expected, group)
+        return await progress(redis, expected, group)
     except aioredis.ResponseError:  # the daemon has not created the group yet
-        return ingest.Progress()
+        return Progress()
