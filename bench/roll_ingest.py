@@ -37,7 +37,7 @@ from ingest_phases import publish
 from ingest_workload import BASE_MS, N_SYMBOLS, Workload, build_workload
 from runner import BenchError
 
-KLINES_ONLY: Final = (100, 0, 0)
+KLINES_ONLY: Final = (100, 0, 0, 0)
 POLL_INTERVAL_S: Final = 0.05
 TIMEOUT_S: Final = 600.0
 MIN_OVERLAP_S: Final = 0.5
