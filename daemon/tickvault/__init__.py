@@ -1,6 +1,9 @@
 """tickvault: the storage daemon for trading systems. Public API: Vault (async), connect /
 SyncVault (blocking), records, errors."""
 
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
 from tickvault.errors import (
     ColdFileError,
     ConfigError,
@@ -12,10 +15,28 @@ from tickvault.errors import (
     StoreUnavailable,
     TickvaultError,
 )
-from tickvault.publish import Publisher
 from tickvault.records import Balance, BotState, Fill, Kline, Order, Record, Signal, Trade
-from tickvault.sync import SyncVault, connect
-from tickvault.vault import Vault
+
+if TYPE_CHECKING:
+    from tickvault.publish import Publisher
+    from tickvault.sync import SyncVault, connect
+    from tickvault.vault import Vault
+
+# imported on first use (PEP 562): the daemon and the CLI's commands that do not read need
+# none of pyarrow, pyiceberg or the Kafka client, which take seconds to import
+_LAZY: Final = {
+    "Publisher": "tickvault.publish",
+    "SyncVault": "tickvault.sync",
+    "connect": "tickvault.sync",
+    "Vault": "tickvault.vault",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tickvault' has no attribute {name!r}")
+
 
 __all__ = [
     "Balance",
