@@ -254,10 +254,10 @@ class Pipeline:
         taken: dict[str, tuple[list[Any], list[Message]]] = {key: ([], []) for key in self._wake}
         counts: Counter[tuple[Any, ...]] = Counter()  # metrics: labels() per message costs too much
         limit = self.config.max_message_bytes
+        source = messages[0].source if messages else ""  # one read, one source
         for topic, run in groupby(messages, key=_TOPIC):  # a read comes in runs of one stream
             route = self.routes.get(topic)
             label = (route.kind if route else None) or "mixed"
-            source = self.source.name
             n = 0
             for message in run:
                 n += 1
@@ -289,7 +289,7 @@ class Pipeline:
         for key, (items, item_messages) in taken.items():
             if items:
                 if key != DEAD:
-                    counts[(metrics.MESSAGES_ACCEPTED, self._kind_of[key], self.source.name)] += len(items)
+                    counts[(metrics.MESSAGES_ACCEPTED, self._kind_of[key], source)] += len(items)
                 was_empty = self.batcher.size(key) == 0
                 if self.batcher.extend(key, items, item_messages, now_s) or was_empty:
                     self._wake[key].set()
@@ -379,7 +379,7 @@ class Pipeline:
                 letters.append(
                     DeadLetter(m.source, m.topic, m.entry_id, kind, "db_rejected", reason, m.payload or b"")
                 )
-                metrics.MESSAGES_REJECTED.labels(kind, self.source.name, "db_rejected").inc()
+                metrics.MESSAGES_REJECTED.labels(kind, m.source, "db_rejected").inc()
             log.warning(
                 "database refused %d of %d %s rows; sent to dead_letters", len(letters), len(items), kind
             )
