@@ -7,6 +7,7 @@ every metric with its labels and what is observed when.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import importlib.metadata
 import logging
@@ -168,32 +169,33 @@ class NewestEvents(Collector):
     """tickvault_newest_event_timestamp_seconds: the newest committed event time (unix s) per
     kind, exchange and symbol. The first `max_pairs` (exchange, symbol) pairs seen keep their
     own series; later pairs fold into symbol="_other" of their exchange, which holds their
-    newest time. `update` runs on the event loop, `collect` in the scrape thread; the dicts
-    are swapped, never changed while a scrape may read them."""
+    newest time. `update` runs on the event loop, `collect` in the scrape thread: a kind's
+    dict is replaced, never changed while a scrape may read it."""
 
     def __init__(self, max_pairs: int = 1000) -> None:
-        self.max_pairs = max_pairs
-        self._pairs: set[str] = set()  # "exchange\tsymbol" with series of their own
-        self._newest: dict[tuple[str, str], float] = {}  # (kind, series) → unix s
+        self.reset(max_pairs)
 
     def reset(self, max_pairs: int) -> None:
         """Forget every series (a daemon starts) and take the cap of its settings."""
-        self.max_pairs, self._pairs, self._newest = max_pairs, set(), {}
+        self.max_pairs = max_pairs
+        self._pairs: set[str] = set()  # "exchange\tsymbol" with series of their own
+        self._newest: dict[str, dict[str, dt.datetime]] = {}  # kind → series → newest time
 
-    def update(self, kind: str, newest: dict[str, float]) -> None:
-        """Merge a committed batch's newest time per series ("exchange\tsymbol")."""
-        merged = dict(self._newest)
+    def update(self, kind: str, newest: Iterable[tuple[str, Any]]) -> None:
+        """Merge a committed batch's (series, record) pairs: the record (with `time`, a UTC
+        datetime) is the batch's newest of its series ("exchange\tsymbol")."""
+        merged = dict(self._newest.get(kind, ()))
         pairs = self._pairs
-        for series, ts in newest.items():
+        for series, record in newest:
             if series not in pairs:
                 if len(pairs) < self.max_pairs:
                     pairs.add(series)
                 else:
                     series = series.partition("\t")[0] + "\t" + OTHER_SYMBOL
-            key = (kind, series)
-            if ts > merged.get(key, float("-inf")):
-                merged[key] = ts
-        self._newest = merged
+            ts = record.time
+            if series not in merged or ts > merged[series]:
+                merged[series] = ts
+        self._newest = {**self._newest, kind: merged}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -202,9 +204,10 @@ class NewestEvents(Collector):
             'metrics.max_symbol_series under symbol="_other"',
             labels=["kind", "exchange", "symbol"],
         )
-        for (kind, series), ts in self._newest.items():
-            exchange, _, symbol = series.partition("\t")
-            family.add_metric([kind, exchange, symbol], ts)
+        for kind, newest in self._newest.items():
+            for series, ts in newest.items():
+                exchange, _, symbol = series.partition("\t")
+                family.add_metric([kind, exchange, symbol], ts.timestamp())
         yield family
 
 

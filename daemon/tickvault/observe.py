@@ -49,8 +49,7 @@ def committed(
     _observe_publish(kind, messages[::step], now_s)
     if items[0].series:  # kinds without an exchange and a symbol have no series at all
         ordered = sorted(items, key=_TIME)  # ties keep their order: the dict takes the last
-        newest = dict(zip(map(_SERIES, ordered), map(_TIME, ordered), strict=True))
-        metrics.NEWEST_EVENTS.update(kind, {s: t.timestamp() for s, t in newest.items()})
+        metrics.NEWEST_EVENTS.update(kind, dict(zip(map(_SERIES, ordered), ordered, strict=True)).items())
 
 
 def _observe_publish(kind: str, messages: Sequence[Message], now_s: float) -> None:

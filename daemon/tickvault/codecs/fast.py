@@ -207,7 +207,7 @@ def kline_row(
     NULL. The caller has checked what this does not: `interval` is one of INTERVALS and
     `trades` is NULL or the digits of an integer within a bigint. None when the model must
     decide (see the module's docstring). Raises TypeError when a value is not a str."""
-    series = exchange + "\t" + symbol  # the start of the row's text, too
+    series = f"{exchange}\t{symbol}"  # the start of the row's text too; both are str (msgspec)
     text = "\t".join((
         series, interval, opened[1], closes[1], open_, high, low, close, volume, quote_volume, trades,
         "t" if closed else "f",
@@ -226,7 +226,7 @@ def _fill(f: _Fill, min_epoch_ms: int) -> Row | None:
         return None
     asset, liquidity, bot_id, strategy = f.fee_asset, f.liquidity, f.bot_id, f.strategy
     try:
-        series = f.exchange + "\t" + f.symbol
+        series = f"{f.exchange}\t{f.symbol}"
         text = "\t".join((
             f.fill_id, f.order_id, series, f.side.lower(), f.quantity, f.price, f.fee,
             NULL if asset is None else asset, NULL if liquidity is None else liquidity.lower(),
@@ -246,7 +246,7 @@ def _trade(t: _Trade, min_epoch_ms: int) -> Row | None:
         return None
     side, quote = t.side, t.quote_quantity
     try:
-        series = t.exchange + "\t" + t.symbol
+        series = f"{t.exchange}\t{t.symbol}"
         text = "\t".join((
             series, t.trade_id, t.price, t.quantity, NULL if side is None else side.lower(),
             NULL if quote is None else quote, ts[1],
