@@ -194,6 +194,9 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
             keeper = CacheKeeper(cache, store)
         pipeline = Pipeline(source, store, build_routes(settings), pipeline_config(settings), health, keeper)
         metrics.NEWEST_EVENTS.reset(settings.metrics.max_symbol_series)
+        for table in store.tables:  # every table's series from the start, at 0
+            metrics.ROWS_WRITTEN.labels(table)
+            metrics.ROWS_UNCHANGED.labels(table)
         observe.watch_pool(store.pool.get_size, store.pool.get_idle_size)
         stack.callback(observe.unwatch_pool)
         probes = await _probes(settings, source, stack)

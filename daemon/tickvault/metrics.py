@@ -27,6 +27,7 @@ from tickvault.errors import ConfigError
 from tickvault.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
+RETRY_CAUSES: Final = ("connection", "timeout", "serialization", "deadlock", "other")
 OTHER_SYMBOL: Final = "_other"  # the symbol label of pairs beyond metrics.max_symbol_series
 
 MESSAGES_CONSUMED = Counter(
@@ -163,6 +164,11 @@ def _version() -> str:
 
 
 BUILD_INFO.labels(_version(), platform.python_version()).set(1)
+# series of known label values exist from the start at 0, so rates and alerts see them at once
+for _cause in RETRY_CAUSES:
+    STORE_RETRIES.labels(_cause)
+for _outcome in ("applied", "stale"):
+    STATE_CACHE_WRITES.labels(_outcome)
 
 
 class NewestEvents(Collector):

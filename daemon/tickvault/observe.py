@@ -5,8 +5,9 @@ every `metrics.lag_interval_s`, whether each dependency answers; at scrape time,
 Per batch, not per record: a batch's newest time per series takes one sort of the batch by
 event time (Timsort runs in about one comparison per record on the nearly ordered batches a
 feed sends) and one dict built from it, both in C; the latency histograms observe every
-`len(batch) // SAMPLE_PER_BATCH`-th record (a systematic sample of 8 to 15 per batch), so
-their quantiles estimate those of all records without an observation per record.
+`len(batch) // SAMPLE_PER_BATCH`-th record (a systematic sample of 8 to 15 records, every
+record of a batch of fewer than 16), so their quantiles estimate those of all records
+without an observation per record.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
 from tickvault import metrics
+from tickvault.rows import Row
 from tickvault.sources import Message
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ SAMPLE_PER_BATCH: Final = 8
 MIN_PROBE_TIMEOUT_S: Final = 2.0  # a probe may take this long, however short the interval
 _TIME: Final = attrgetter("time")
 _SERIES: Final = attrgetter("series")
+_EXCHANGE_SYMBOL: Final = attrgetter("exchange", "symbol")
 
 Probe = Callable[[], Awaitable[Any]]
 
@@ -48,8 +51,20 @@ def committed(
         event.observe(now_s - item.time.timestamp())
     _observe_publish(kind, messages[::step], now_s)
     if items[0].series:  # kinds without an exchange and a symbol have no series at all
+        metrics.NEWEST_EVENTS.update(kind, _newest(items))
+
+
+def _newest(items: Sequence[Any]) -> Iterable[tuple[str, Any]]:
+    """(series, the newest record of that series) for each series of a batch. Rows carry
+    both as tuple fields; records (orders) are read by attribute, not through the `time` and
+    `series` properties, which cost a Python call per record."""
+    first = items[0]
+    if isinstance(first, Row):
         ordered = sorted(items, key=_TIME)  # ties keep their order: the dict takes the last
-        metrics.NEWEST_EVENTS.update(kind, dict(zip(map(_SERIES, ordered), ordered, strict=True)).items())
+        return dict(zip(map(_SERIES, ordered), ordered, strict=True)).items()
+    ordered = sorted(items, key=attrgetter(first.TIME_COLUMN))
+    newest = dict(zip(map(_EXCHANGE_SYMBOL, ordered), ordered, strict=True))
+    return [(f"{exchange}\t{symbol}", record) for (exchange, symbol), record in newest.items()]
 
 
 def _observe_publish(kind: str, messages: Sequence[Message], now_s: float) -> None:

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import SOURCES, Daemon, Samples, TestEnv, free_port, http_get, sample, wait_until
+from tickvault.metrics import RETRY_CAUSES
 from tickvault.records import EXAMPLES
 from tickvault.state import Snapshot, StateCache
 
@@ -150,6 +151,10 @@ async def test_dependencies_pool_and_build_info(env: TestEnv, daemon: Daemon) ->
     assert ("tickvault_db_pool_in_use_connections", frozenset()) in samples
     assert 1 <= size <= env.settings().postgres.pool_max_size
     assert 0 <= in_use <= size
+    for cause in RETRY_CAUSES:  # known label values are there from the start
+        assert ("tickvault_store_retries_total", frozenset({("cause", cause)})) in samples
+    for table in ("klines", "orders", "order_events", "bot_state_history", "trades"):
+        assert ("tickvault_rows_unchanged_total", frozenset({("table", table)})) in samples
     version = importlib.metadata.version("tickvault")
     assert sample(samples, "tickvault_build_info", version=version, python=platform.python_version()) == 1
     assert await daemon.stop_all() == [0]

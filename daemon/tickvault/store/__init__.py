@@ -84,6 +84,11 @@ class Store:
         return "native" if isinstance(self._partitioner, partitions.NativePartitioner) else "timescaledb"
 
     @property
+    def tables(self) -> list[str]:
+        """The tables batch writes count rows of (tickvault_rows_*_total), sorted."""
+        return sorted({t for w in self._writers.values() for t, _ in w.statements if t})
+
+    @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError("store is not open")

@@ -23,7 +23,7 @@ ROW_CLASSES: Final = frozenset({"22", "23", "54"})
 REFUSED_CLASSES: Final = frozenset({"28", "3D"})
 # timezone and DateStyle fix the text of timestamps, which the writers hash to break ties
 # SQLSTATEs (or their class) → the cause of a retry (tickvault_store_retries_total)
-RETRY_CAUSES: Final = {
+SQLSTATE_CAUSES: Final = {
     "40001": "serialization", "40P01": "deadlock", "57014": "timeout", "08": "connection",
     "57P01": "connection", "57P02": "connection", "57P03": "connection",
 }  # fmt: skip
@@ -61,7 +61,7 @@ def translate(exc: BaseException, at: str = "") -> StoreError:
         if sqlstate[:2] in ROW_CLASSES:
             detail = " ".join(str(exc).split())  # one line: the server's DETAIL comes on its own line
             return RowRejected(f"database rejected the row: {detail} (SQLSTATE {sqlstate})")
-        cause = RETRY_CAUSES.get(sqlstate) or RETRY_CAUSES.get(sqlstate[:2], "other")
+        cause = SQLSTATE_CAUSES.get(sqlstate) or SQLSTATE_CAUSES.get(sqlstate[:2], "other")
         return StoreUnavailable(f"{type(exc).__name__}: {exc} (SQLSTATE {sqlstate})", cause)
     if isinstance(exc, asyncpg.ClientConfigurationError):  # a bad option: no retry cures it
         return StoreError(f"postgres.dsn is not usable: {exc}")
