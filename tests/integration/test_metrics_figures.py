@@ -44,6 +44,12 @@ def trade(i: int, ts_ms: int, symbol: str = "BTCUSDT") -> str:
     return json.dumps({**EXAMPLES["trade"], "trade_id": str(i), "ts": ts_ms, "symbol": symbol})
 
 
+def order(order_id: str, updated_ms: int) -> str:
+    return json.dumps(
+        {**EXAMPLES["order"], "order_id": order_id, "updated_at": updated_ms, "created_at": None}
+    )
+
+
 def kline(symbol: str, open_ms: int) -> str:
     return json.dumps({**EXAMPLES["kline"], "symbol": symbol, "open_time": open_ms, "close_time": None})
 
@@ -70,6 +76,7 @@ async def test_duplicates_latency_and_freshness(env: TestEnv, daemon: Daemon) ->
     times = {"BTCUSDT": [base_ms + 5_000, base_ms + 9_000, base_ms + 1_000], "ETHUSDT": [base_ms + 7_000]}
     trades = [trade(i, ts, symbol) for i, (symbol, ts) in enumerate(_flat(times))]
     await env.publish("trade", trades)
+    await env.publish("order", [order("o1", base_ms + 8_000), order("o2", base_ms + 3_000)])
     await daemon.drain()
     await env.publish("trade", trades)  # the same messages again, later: stored rows stay
     await daemon.drain()
@@ -100,6 +107,7 @@ async def test_duplicates_latency_and_freshness(env: TestEnv, daemon: Daemon) ->
         ("binance", "BTCUSDT"): (base_ms + 9_000) / 1000,
         ("binance", "ETHUSDT"): (base_ms + 7_000) / 1000,
     }
+    assert newest(after, "order") == {("binance", "BTCUSDT"): (base_ms + 8_000) / 1000}
     assert await daemon.stop_all() == [0]
 
 
