@@ -20,7 +20,18 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import SOURCES, Daemon, Samples, TestEnv, free_port, http_get, sample, wait_until
+from tests.helpers import (
+    SOURCES,
+    Daemon,
+    PrivatePostgres,
+    Samples,
+    TestEnv,
+    free_port,
+    http_get,
+    sample,
+    wait_until,
+)
+from tests.integration.test_failures import outage_env  # noqa: F401 - a fixture
 from tickvault.metrics import RETRY_CAUSES
 from tickvault.records import EXAMPLES
 from tickvault.state import Snapshot, StateCache
@@ -265,3 +276,28 @@ async def test_state_cache_writes_applied_and_stale(env: TestEnv, daemon: Daemon
 def _moved(before: Samples, after: Samples, **labels: str) -> float:
     name = "tickvault_state_cache_writes_total"
     return sample(after, name, **labels) - sample(before, name, **labels)
+
+
+async def test_postgres_outage_is_reported_down_then_up(
+    outage_env: TestEnv,  # noqa: F811 - the fixture imported above
+    private_pg: PrivatePostgres,
+) -> None:
+    """The probe of PostgreSQL reads 0 while its server is stopped and 1 once it is back."""
+    env = outage_env
+    daemon = Daemon(env)
+    port = free_port()
+    await daemon.start(env.settings(metrics=metrics_on(port)))
+    try:
+
+        async def postgres_is(value: float) -> bool:
+            return dependencies(await scrape(port)).get("postgres") == value
+
+        await wait_until(lambda: postgres_is(1.0), 30, 0.1, "postgres up")
+        await asyncio.to_thread(private_pg.stop)
+        await wait_until(lambda: postgres_is(0.0), 30, 0.1, "postgres down")
+        assert dependencies(await scrape(port))["redis"] == 1.0
+        await asyncio.to_thread(private_pg.start)
+        await wait_until(lambda: postgres_is(1.0), 60, 0.1, "postgres up again")
+    finally:
+        codes = await daemon.stop_all()
+    assert codes == [0]
