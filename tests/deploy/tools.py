@@ -29,9 +29,9 @@ def tool(name: str) -> str:
     return found
 
 
-def run(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run(*argv: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a tool to completion; its output is in the result (and in the assertion message)."""
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=240, check=False)
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False)
 
 
 def setting_of(env_name: str) -> tuple[str, ...] | None:
