@@ -128,6 +128,7 @@ def test_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert not any("ZOOKEEPER" in k for k in env)
     assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert f"kafka:{env['KAFKA_LOG_DIRS']}:rw" in kafka["volumes"]  # the data outlives the container
 
 
 def test_prometheus_and_grafana_mount_the_provisioning(compose: dict[str, Any]) -> None:
