@@ -141,17 +141,30 @@ def test_prometheus_and_grafana_mount_the_provisioning(compose: dict[str, Any]) 
     assert grafana["/etc/grafana/provisioning"] == str(ROOT / "deploy/grafana/provisioning")
     assert grafana["/var/lib/grafana/dashboards"] == str(ROOT / "deploy/grafana/dashboards")
     env = compose["services"]["grafana"]["environment"]
-    assert {"TICKVAULT_GRAFANA_PG_USER", "TICKVAULT_GRAFANA_PG_PASSWORD"} <= set(env)
     assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"].startswith("/var/lib/grafana/dashboards/")
 
 
+def test_grafana_reads_postgres_as_the_role_the_database_creates(compose: dict[str, Any]) -> None:
+    db = compose["services"]["timescaledb"]
+    initdb = {v.split(":")[1]: v.split(":")[0] for v in db["volumes"] if v.startswith("/")}
+    assert initdb["/docker-entrypoint-initdb.d"] == str(ROOT / "deploy/compose/initdb")
+    grafana = compose["services"]["grafana"]["environment"]
+    assert grafana["TICKVAULT_GRAFANA_PG_USER"] == db["environment"]["GRAFANA_PG_USER"]
+    assert grafana["TICKVAULT_GRAFANA_PG_PASSWORD"] == db["environment"]["GRAFANA_PG_PASSWORD"]
+    assert grafana["TICKVAULT_GRAFANA_PG_USER"] != db["environment"]["POSTGRES_USER"]  # not the owner
+
+
 def test_credentials_come_from_the_environment() -> None:
-    environ = dict(os.environ, POSTGRES_PASSWORD="s3cret-from-env", GRAFANA_ADMIN_PASSWORD="admin-from-env")
+    environ = dict(
+        os.environ, POSTGRES_PASSWORD="s3cret-from-env", GRAFANA_ADMIN_PASSWORD="admin-from-env",
+        GRAFANA_PG_PASSWORD="reader-from-env",
+    )  # fmt: skip
     result = run(tool("docker-compose"), "--file", str(ROOT / "docker-compose.yml"), "config", env=environ)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert services["timescaledb"]["environment"]["POSTGRES_PASSWORD"] == "s3cret-from-env"
     dsn = services["tickvault"]["environment"]["TICKVAULT_POSTGRES__DSN"]
     assert urlsplit(dsn).password == "s3cret-from-env"
-    assert services["grafana"]["environment"]["TICKVAULT_GRAFANA_PG_PASSWORD"] == "s3cret-from-env"
+    assert services["grafana"]["environment"]["TICKVAULT_GRAFANA_PG_PASSWORD"] == "reader-from-env"
+    assert services["timescaledb"]["environment"]["GRAFANA_PG_PASSWORD"] == "reader-from-env"
     assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "admin-from-env"
