@@ -5,7 +5,7 @@ environment variables. Errors print one line on stderr, `tickvault: error: …`,
 usage errors (an unknown option, a missing or malformed argument) print one such line that
 points at the command's `--help`, and exit 2. `query` lives in query.py, `gaps` in gaps.py,
 `state` in state_command.py, `archive` in archive/command.py, `summary` in trading/command.py,
-`import` in importer/command.py.
+`import` in importer/command.py, `demo` in demo_command.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import tickvault
-from tickvault import app, state_command
+from tickvault import app, demo_command, state_command
 from tickvault import gaps as gaps_command
 from tickvault import query as query_command
 from tickvault.archive import command as archive_command
@@ -295,6 +295,15 @@ def _parser() -> argparse.ArgumentParser:
         help="port of /metrics (overrides metrics.port and TICKVAULT_METRICS__PORT; default 9108)",
     )  # fmt: skip
     dev.set_defaults(handler=cmd_dev)
+    dem = sub.add_parser(
+        "demo", parents=[common], help="publish a synthetic market and a toy bot to the configured source",
+        description="Publish the market of 'tickvault dev --demo' (exchange demo: 1s and 1m klines of "
+        "three symbols, a grid bot's orders, fills and state) to the Redis streams or Kafka topics of "
+        "source.topics, once a second, until SIGTERM/SIGINT. A restart continues from what was published "
+        "last. See 'Deploying' in the README.",
+    )  # fmt: skip
+    demo_command.add_arguments(dem)
+    dem.set_defaults(handler=demo_command.run)
     query = sub.add_parser("query", parents=[common], help="print stored klines, orders, fills or bot state")
     query_command.add_arguments(query)
     query.set_defaults(handler=query_command.run)

@@ -1,10 +1,10 @@
-"""A synthetic market for `tickvault dev --demo`: random-walk prices for a few symbols
-(closed 1s klines and a live 1m kline), a toy grid bot that places limit orders and gets
-filled, and a bot-state snapshot every second. Everything is published in the native
-message format to the configured streams, exactly as a feed adapter or a bot would.
+"""A synthetic market for `tickvault dev --demo` and `tickvault demo`: random-walk prices for
+a few symbols (closed 1s klines and a live 1m kline), a toy grid bot that places limit orders
+and gets filled, and a bot-state snapshot every second. Everything is published in the native
+message format to the configured streams or topics, exactly as a feed adapter or a bot would.
 
-On start the demo continues from its own last messages, read back from the streams it
-publishes to (newest first, a bounded number): they hold even what the daemon has not stored
+On start the demo continues from its own last messages, read back from the streams or topics
+it publishes to (newest first, a bounded number): they hold even what the daemon has not stored
 yet. Prices go on from the last close per symbol; a 1m candle left open in an earlier minute
 is published again closed; the grid bot gets back its position, cash, counters and its open
 order, which then fills or is canceled as before.
@@ -18,9 +18,10 @@ import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
 
@@ -203,26 +204,55 @@ class GridBot:
         }  # fmt: skip
 
 
-async def history(redis: aioredis.Redis, streams: dict[str, str], kind: str) -> list[dict[str, Any]]:
-    """The newest `HISTORY_ENTRIES[kind]` messages of `kind` in its stream, newest first;
-    entries that are not JSON objects of that kind (other publishers) are skipped."""
+class Channel(Protocol):
+    """Where the demo publishes and what it reads back on start (RedisChannel here; the Kafka
+    one is in demo_command.py)."""
+
+    async def history(self, kind: str) -> list[dict[str, Any]]:
+        """The newest `HISTORY_ENTRIES[kind]` messages of `kind`, newest first; entries that
+        are not JSON objects of that kind (other publishers) are skipped."""
+        ...
+
+    async def publish(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Send (kind, message) pairs, in order, to each kind's stream or topic."""
+        ...
+
+
+def parsed(payloads: Sequence[bytes | str], kind: str) -> list[dict[str, Any]]:
+    """The payloads that are JSON objects of `kind` (a missing `kind` field counts as it)."""
     out = []
-    for _, fields in await redis.xrevrange(streams[kind], count=HISTORY_ENTRIES[kind]) or []:
+    for payload in payloads:
         try:
-            message = json.loads((fields or {})[b"data"])
-        except (KeyError, ValueError):
+            message = json.loads(payload)
+        except ValueError:
             continue
         if isinstance(message, dict) and message.get("kind", kind) == kind:
             out.append(message)
     return out
 
 
-async def resumed(
-    redis: aioredis.Redis, streams: dict[str, str], rng: random.Random
-) -> tuple[Market, GridBot]:
+@dataclass
+class RedisChannel:
+    """Redis streams: XADD with the message's JSON in the field `data`; history by XREVRANGE."""
+
+    redis: aioredis.Redis
+    streams: dict[str, str]
+
+    async def history(self, kind: str) -> list[dict[str, Any]]:
+        entries = await self.redis.xrevrange(self.streams[kind], count=HISTORY_ENTRIES[kind]) or []
+        return parsed([(fields or {}).get(b"data", b"") for _, fields in entries], kind)
+
+    async def publish(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for kind, message in messages:
+                pipe.xadd(self.streams[kind], {"data": json.dumps({"kind": kind, **message})})
+            await pipe.execute()
+
+
+async def resumed(channel: Channel, rng: random.Random) -> tuple[Market, GridBot]:
     """The market and bot where the last run left them (fresh ones on a first run)."""
     market, bot = Market(rng), GridBot(rng)
-    klines, orders, states = [await history(redis, streams, kind) for kind in ("kline", "order", "bot_state")]
+    klines, orders, states = [await channel.history(kind) for kind in ("kline", "order", "bot_state")]
     try:
         market.resume(klines)
         bot.resume(orders, states)
@@ -237,29 +267,32 @@ async def resumed(
 async def run(
     redis: aioredis.Redis, streams: dict[str, str], stop: asyncio.Event, seed: int | None = None
 ) -> None:
-    """Publish one second of market, bot orders/fills and bot state per second until `stop`."""
-    market, bot = await resumed(redis, streams, random.Random(seed))
+    """Publish to Redis `streams` (kind → stream) until `stop`; see `publish_until`."""
     log.info("demo market publishing to %s", ", ".join(sorted(set(streams.values()))))
+    await publish_until(RedisChannel(redis, streams), stop, seed)
+
+
+async def publish_until(channel: Channel, stop: asyncio.Event, seed: int | None = None) -> None:
+    """Publish one second of market, bot orders/fills and bot state per second until `stop`."""
+    market, bot = await resumed(channel, random.Random(seed))
     last_second_ms = -1
     while not stop.is_set():
         now_ms = int(time.time() * 1000)
         second_ms = now_ms - now_ms % 1000 - 1000  # the second that just ended
         if second_ms != last_second_ms:  # a timer firing early must not tick a second twice
-            await _publish(redis, streams, market, bot, second_ms, now_ms)
+            await channel.publish(_second(market, bot, second_ms, now_ms))
             last_second_ms = second_ms
         # wake just after the next second starts, so that no second is skipped by drift
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.05 - time.time() % 1.0)
 
 
-async def _publish(
-    redis: aioredis.Redis, streams: dict[str, str], market: Market, bot: GridBot, second_ms: int, now_ms: int
-) -> None:
+def _second(market: Market, bot: GridBot, second_ms: int, now_ms: int) -> list[tuple[str, dict[str, Any]]]:
     klines = market.tick(second_ms)
     orders, fills = bot.step(market.prices[bot.symbol], now_ms)
     states = [bot.snapshot(now_ms, market.prices[bot.symbol])]
-    async with redis.pipeline(transaction=False) as pipe:
-        for kind, messages in (("kline", klines), ("order", orders), ("fill", fills), ("bot_state", states)):
-            for message in messages:
-                pipe.xadd(streams[kind], {"data": json.dumps({"kind": kind, **message})})
-        await pipe.execute()
+    return [
+        (kind, message)
+        for kind, messages in (("kline", klines), ("order", orders), ("fill", fills), ("bot_state", states))
+        for message in messages
+    ]

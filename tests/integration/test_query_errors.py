@@ -36,8 +36,8 @@ def error(result: Result, code: int) -> str:
 LIMIT = "argument --limit: must be a positive integer, got"
 REPLAY_HELP = "(see 'tickvault dlq replay --help')"
 COMMANDS = (
-    "'run', 'migrate', 'check', 'dlq', 'dev', 'query', 'gaps', 'state', 'archive', 'summary', 'import', "
-    "'schemas'"
+    "'run', 'migrate', 'check', 'dlq', 'dev', 'demo', 'query', 'gaps', 'state', 'archive', 'summary', "
+    "'import', 'schemas'"
 )
 USAGE_ERRORS = [
     (

@@ -1,0 +1,73 @@
+"""deploy/compose/initdb/10-grafana-role.sh, as the timescaledb image runs it on a new volume,
+against the real PostgreSQL: the role it creates for Grafana reads the tables that
+`tickvault migrate` creates afterwards, and cannot write them."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from tests.conftest import ADMIN_DSN
+from tests.deploy.tools import DEPLOY, run
+from tickvault.settings import load_settings
+from tickvault.store import migrate
+
+pytestmark = pytest.mark.integration
+SCRIPT = DEPLOY / "compose/initdb/10-grafana-role.sh"
+
+
+async def admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def names() -> AsyncIterator[dict[str, str]]:
+    """An owner role (a superuser, as POSTGRES_USER is), its database, and the reader's name;
+    all dropped afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    out = {"owner": f"tv_owner_{tag}", "reader": f"tv_grafana_{tag}", "database": f"tv_initdb_{tag}"}
+    await admin(f'CREATE ROLE "{out["owner"]}" LOGIN SUPERUSER')
+    await admin(f'CREATE DATABASE "{out["database"]}" OWNER "{out["owner"]}"')
+    yield out
+    await admin(f'DROP DATABASE IF EXISTS "{out["database"]}" WITH (FORCE)')  # and its default privileges
+    await admin(f'DROP ROLE IF EXISTS "{out["reader"]}"')
+    await admin(f'DROP ROLE "{out["owner"]}"')
+
+
+def dsn(role: str, database: str) -> str:
+    return ADMIN_DSN.replace("postgres@", f"{role}@", 1).rsplit("/", 1)[0] + f"/{database}"
+
+
+async def test_the_grafana_role_reads_what_migrate_creates_and_writes_nothing(names: dict[str, str]) -> None:
+    host = ADMIN_DSN.split("@", 1)[1].split("/", 1)[0]
+    environ = dict(
+        os.environ, PGHOST=host.split(":")[0], PGPORT=host.split(":")[1] if ":" in host else "5432",
+        POSTGRES_USER=names["owner"], POSTGRES_DB=names["database"],
+        GRAFANA_PG_USER=names["reader"], GRAFANA_PG_PASSWORD="not-a-real-password",
+    )  # fmt: skip
+    result = run("sh", str(SCRIPT), env=environ)
+    assert result.returncode == 0, result.stderr
+
+    settings = load_settings(
+        postgres={"dsn": dsn(names["owner"], names["database"]), "create_database": False}
+    )
+    await migrate.upgrade(settings.postgres, "head", settings)
+
+    reader = await asyncpg.connect(dsn(names["reader"], names["database"]))
+    try:
+        assert await reader.fetchval("SELECT count(*) FROM tickvault.klines") == 0
+        assert await reader.fetchval("SELECT count(*) FROM tickvault.fills") == 0
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.execute("DELETE FROM tickvault.klines")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.execute("CREATE TABLE tickvault.grafana_was_here (x int)")
+    finally:
+        await reader.close()
