@@ -1,4 +1,4 @@
-"""Grafana's query interpolation, for the dashboard tests: the dashboards and provisioning of
+r"""Grafana's query interpolation, for the dashboard tests: the dashboards and provisioning of
 deploy/grafana, their SQL and PromQL targets, and what Grafana sends after expanding them.
 
 Sources of the rules (Grafana 10-12):
@@ -8,8 +8,9 @@ Sources of the rules (Grafana 10-12):
   (packages/grafana-sql/src/datasource/SqlDatasource.ts): a string of a variable that is
   neither multi-value nor include-All is inserted as is with `'` doubled; otherwise each value
   is quoted as a literal (`'v'`) and several are joined with `,`. The Prometheus datasource
-  inserts a single value as is and several as a regex alternation `(a|b)` of regex-escaped
-  values; "All" with a custom all value inserts that value (`.*`).
+  inserts a single value as is and several as a regex alternation `(a|b)` of values whose
+  regex specials are escaped for a PromQL string (`.` → `\\.`); "All" with a custom all
+  value inserts that value (`.*`).
 - Global variables: `$__interval` and `$__interval_ms` are the range divided by the panel's
   max data points, rounded to a "nice" step (`rangeutil.roundInterval` of @grafana/data), and
   never below the datasource's `timeInterval`; `$__range` is the range in whole seconds
@@ -54,6 +55,8 @@ _NICE_STEPS_MS = (
 )  # fmt: skip
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)\]\]|\$\{(\w+)\}")
+# prometheusSpecialRegexEscape: a backslash inside the PromQL string before regex specials
+_PROMQL_REGEX_SPECIAL = re.compile(r"[$^*{}\[\]'+?.()|]")
 _MACRO = re.compile(r"\$([_a-zA-Z0-9]+)\(([^\)]*)\)")
 
 
@@ -111,7 +114,7 @@ class Context:
 
 
 def relative(text: str, now: dt.datetime) -> dt.datetime:
-    """"now" or "now-<n><unit>" (units ms s m h d w) at `now`."""
+    """The instant of "now" or "now-<n><unit>" (units ms s m h d w) at `now`."""
     if text == "now":
         return now
     found = re.fullmatch(r"now-(\d+)(ms|s|m|h|d|w)", text)
@@ -186,10 +189,14 @@ def _format(variable: Variable, datasource: str) -> str:
     if datasource == "prometheus":
         if len(variable.values) == 1 and not (variable.multi or variable.include_all):
             return variable.values[0]
-        return "(" + "|".join(re.escape(v) for v in variable.values) + ")"
+        return "(" + "|".join(_promql_regex_escape(v) for v in variable.values) + ")"
     if variable.multi or variable.include_all:
         return ",".join("'" + v.replace("'", "''") + "'" for v in variable.values)
     return variable.values[0].replace("'", "''")
+
+
+def _promql_regex_escape(value: str) -> str:
+    return _PROMQL_REGEX_SPECIAL.sub(r"\\\\\g<0>", value.replace("\\", "\\" * 4))
 
 
 def expand_macros(sql: str, ctx: Context) -> str:
@@ -205,34 +212,35 @@ def expand_macros(sql: str, ctx: Context) -> str:
 
 
 def _macro(name: str, args: list[str], ctx: Context) -> str:
-    start, end = ctx.time.start, ctx.time.end
-    column = args[0]
-    if name == "__time":
-        return f'{column} AS "time"'
-    if name == "__timeEpoch":
-        return f'extract(epoch from {column}) as "time"'
-    if name == "__timeFilter":
-        return f"{column} BETWEEN '{rfc3339(start)}' AND '{rfc3339(end)}'"
-    if name == "__timeFrom":
-        return f"'{rfc3339(start)}'"
-    if name == "__timeTo":
-        return f"'{rfc3339(end)}'"
     if name in ("__timeGroup", "__timeGroupAlias"):
-        if len(args) < 2:
-            raise ValueError(f"${name} needs a column and an interval")
-        ms = parse_interval_ms(args[1])
-        if ctx.timescaledb:
-            group = f"time_bucket('{ms / 1000:.3f}s',{column})"
-        else:
-            group = f"floor(extract(epoch from {column})/{_seconds(ms)})*{_seconds(ms)}"
-        return group + (' AS "time"' if name == "__timeGroupAlias" else "")
-    if name == "__unixEpochFilter":
-        return f"{column} >= {int(start.timestamp())} AND {column} <= {int(end.timestamp())}"
-    if name == "__unixEpochFrom":
-        return str(int(start.timestamp()))
-    if name == "__unixEpochTo":
-        return str(int(end.timestamp()))
-    raise ValueError(f"unknown macro ${name}")
+        return _time_group(name, args, ctx)
+    start, end, column = ctx.time.start, ctx.time.end, args[0]
+    simple = {
+        "__time": lambda: f'{column} AS "time"',
+        "__timeEpoch": lambda: f'extract(epoch from {column}) as "time"',
+        "__timeFilter": lambda: f"{column} BETWEEN '{rfc3339(start)}' AND '{rfc3339(end)}'",
+        "__timeFrom": lambda: f"'{rfc3339(start)}'",
+        "__timeTo": lambda: f"'{rfc3339(end)}'",
+        "__unixEpochFilter": lambda: (
+            f"{column} >= {int(start.timestamp())} AND {column} <= {int(end.timestamp())}"
+        ),
+        "__unixEpochFrom": lambda: str(int(start.timestamp())),
+        "__unixEpochTo": lambda: str(int(end.timestamp())),
+    }
+    if name not in simple:
+        raise ValueError(f"unknown macro ${name}")
+    return simple[name]()
+
+
+def _time_group(name: str, args: list[str], ctx: Context) -> str:
+    if len(args) < 2:
+        raise ValueError(f"${name} needs a column and an interval")
+    column, ms = args[0], parse_interval_ms(args[1])
+    if ctx.timescaledb:
+        group = f"time_bucket('{ms / 1000:.3f}s',{column})"
+    else:
+        group = f"floor(extract(epoch from {column})/{_seconds(ms)})*{_seconds(ms)}"
+    return group + (' AS "time"' if name == "__timeGroupAlias" else "")
 
 
 def expand_sql(sql: str, ctx: Context) -> str:
@@ -268,8 +276,8 @@ def targets(name: str, dashboard: dict[str, Any]) -> Iterator[Target]:
             yield Target(name, f"panel {panel['title']!r} {target['refId']}", uid, _text(target))
     for annotation in dashboard["annotations"]["list"]:
         if "target" in annotation:
-            target = annotation["target"]
-            yield Target(name, f"annotation {annotation['name']!r}", annotation["datasource"]["uid"], _text(target))
+            where, uid = f"annotation {annotation['name']!r}", annotation["datasource"]["uid"]
+            yield Target(name, where, uid, _text(annotation["target"]))
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
             query = variable["query"]

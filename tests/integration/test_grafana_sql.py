@@ -53,23 +53,21 @@ def fills(now_ms: int) -> list[dict[str, Any]]:
         ("f3", "grid-1", "sell", "0.5", "87030", "0.7", None, t + 30 * MINUTE_MS),
         ("f4", "trend-2", "buy", "0.25", "87005", "0.4", "USDT", t + 40 * MINUTE_MS),
     ]
-    return [
-        {
-            "fill_id": fid, "order_id": f"o-{fid}", "exchange": "binance", "symbol": "BTCUSDT", "side": side,
-            "quantity": qty, "price": price, "fee": fee, "fee_asset": asset, "bot_id": bot, "ts": ts,
-        }  # fmt: skip
-        for fid, bot, side, qty, price, fee, asset, ts in rows
-    ]
+    keys = ("fill_id", "bot_id", "side", "quantity", "price", "fee", "fee_asset", "ts")
+    market = {"exchange": "binance", "symbol": "BTCUSDT"}
+    return [{**market, **dict(zip(keys, row, strict=True)), "order_id": f"o-{row[0]}"} for row in rows]
+
+
+OPEN_ORDER = {
+    "exchange": "binance", "symbol": "BTCUSDT", "side": "sell", "type": "limit", "status": "open",
+    "quantity": "0.1", "price": "88000", "filled_quantity": "0",
+}  # fmt: skip
 
 
 def orders(now_ms: int) -> list[dict[str, Any]]:
+    updated_at = now_ms - 10 * MINUTE_MS
     return [
-        {
-            "order_id": f"open-{bot}", "exchange": "binance", "symbol": "BTCUSDT", "side": "sell",
-            "type": "limit", "status": "open", "quantity": "0.1", "price": "88000", "filled_quantity": "0",
-            "bot_id": bot, "updated_at": now_ms - 10 * MINUTE_MS,
-        }  # fmt: skip
-        for bot in BOTS
+        {**OPEN_ORDER, "order_id": f"open-{bot}", "bot_id": bot, "updated_at": updated_at} for bot in BOTS
     ]
 
 
