@@ -3,10 +3,11 @@
 `prometheus`) that scrapes two running daemons: each returns data.
 
 Daemon "a" does the normal work: it ingests good and bad messages, caches bot states and
-rolls old partitions to a cold tier. Daemon "b" (its own schema and streams) shows the
-failures: its cold tier root is a file, so its rolls fail, and its Redis calls for the
-bot-state cache time out. Together their metrics hold a series for every panel; an
-expression with a wrong metric or label name finds nothing and fails the test.
+rolls old partitions to a cold tier. Daemon "b" (a database and streams of its own) shows the
+failures: its cold tier root is a file, so its rolls fail; its Redis calls for the bot-state
+cache time out; and the test cancels one of its writes, which it retries. Together their
+metrics hold a series for every panel; an expression with a wrong metric or label name finds
+nothing and fails the test.
 """
 
 from __future__ import annotations
@@ -226,6 +227,30 @@ async def wait_for_work(env: TestEnv, ports: dict[str, int], logs: dict[str, Pat
     await wait_until(lambda: _unsettled_is_zero(env), 120, 0.5, "daemon a to drain")
 
 
+async def force_a_retry(other: TestEnv, port: int) -> None:
+    """Daemon b's next kline batch meets a lock the test holds, and the test cancels what
+    waits for it (SQLSTATE 57014) until b has retried a write: a retriable failure. The
+    roller may wait on the lock too; cancelling it fails a roll, which b does anyway."""
+    conn = await asyncpg.connect(other.dsn)
+    try:
+        locked = conn.transaction()
+        await locked.start()
+        await conn.execute(f'LOCK TABLE "{other.schema}".klines IN ACCESS EXCLUSIVE MODE')
+        await other.publish("kline", recent(int(time.time() * 1000))["kline"][:1])
+
+        async def retried() -> bool:
+            await conn.execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'tickvault' AND wait_event_type = 'Lock'"
+            )
+            return await asyncio.to_thread(counter, port, "tickvault_store_retries_total") > 0
+
+        await wait_until(retried, 60, 0.3, "daemon b to retry a cancelled write")
+        await locked.rollback()
+    finally:
+        await conn.close()
+
+
 async def _unsettled_is_zero(env: TestEnv) -> bool:
     return await env.unsettled() == 0
 
@@ -285,6 +310,7 @@ async def test_every_promql_expression_of_the_dashboards_returns_data(env: TestE
         try:
             with prometheus(tmp_path, [f"127.0.0.1:{p}" for p in ports.values()]) as server:
                 await wait_for_work(env, ports, logs)
+                await force_a_retry(other, ports["b"])
                 await env.publish("kline", recent(int(time.time() * 1000))["kline"][:5])  # fresh traffic
                 ctx = context(grafana.dashboards()["operations"])
                 rate = grafana.expand_promql("rate(tickvault_messages_consumed_total[$__rate_interval])", ctx)
