@@ -104,7 +104,8 @@ async def load(env: TestEnv, daemon: Daemon) -> None:
 
 async def variables(conn: asyncpg.Connection, dashboard: dict[str, Any], ctx: Context) -> None:
     """Each template variable in order, as Grafana settles them: a query variable runs (it must
-    find values) and takes its first value, or all of them when multi-value ("All" selected)."""
+    find values) and keeps its saved value when found, else takes the first; a multi-value one
+    takes all ("All" selected)."""
     for variable in grafana.template_variables(dashboard):
         name, kind = variable["name"], variable["type"]
         if kind == "constant" or variable.get("datasource", {}).get("uid") == "prometheus":
@@ -117,10 +118,11 @@ async def variables(conn: asyncpg.Connection, dashboard: dict[str, Any], ctx: Co
         values = [str(row[0]) for row in await conn.fetch(sql)]
         assert values, f"variable {name!r} found no values:\n{sql}"
         multi = bool(variable["multi"])
+        saved = variable.get("current", {}).get("value")
+        chosen = values if multi else [saved] if saved in values else values[:1]
         ctx.variables[name] = Variable(
-            values if multi else values[:1], multi, bool(variable["includeAll"]),
-            variable.get("allValue"), all_selected=multi,
-        )  # fmt: skip
+            chosen, multi, bool(variable["includeAll"]), variable.get("allValue"), all_selected=multi
+        )
 
 
 def context(env: TestEnv, dashboard: dict[str, Any]) -> Context:
