@@ -301,7 +301,10 @@ def scrape(port: int) -> Samples:
 
 
 def sample(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """The sum of the samples of `name` whose labels include `labels` (0 when none): with
+    every label given, one series; with fewer, e.g. a counter over all its sources."""
+    wanted = labels.items()
+    return sum(v for (n, have), v in samples.items() if n == name and have.issuperset(wanted))
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

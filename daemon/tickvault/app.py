@@ -17,14 +17,14 @@ import signal
 from functools import partial
 from typing import Final
 
-from tickvault import codecs, metrics
+from tickvault import codecs, metrics, observe
 from tickvault.pipeline import Pipeline, PipelineConfig, Route, Routes
 from tickvault.settings import Settings, TopicSettings
 from tickvault.sources import Source
 from tickvault.sources.kafka import KafkaSource
-from tickvault.sources.redis_streams import RedisStreamsSource
+from tickvault.sources.redis_streams import RedisStreamsSource, connect
 from tickvault.state import CacheKeeper, StateCache
-from tickvault.store import Store, history, migrate
+from tickvault.store import Store, db, history, migrate
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +193,17 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
             cache = await stack.enter_async_context(StateCache(settings.redis, settings.state))
             keeper = CacheKeeper(cache, store)
         pipeline = Pipeline(source, store, build_routes(settings), pipeline_config(settings), health, keeper)
+        metrics.NEWEST_EVENTS.reset(settings.metrics.max_symbol_series)
+        for table in store.tables:  # every table's series from the start, at 0
+            metrics.ROWS_WRITTEN.labels(table)
+            metrics.ROWS_UNCHANGED.labels(table)
+        observe.watch_pool(store.pool.get_size, store.pool.get_idle_size)
+        stack.callback(observe.unwatch_pool)
+        probes = await _probes(settings, source, stack)
         backgrounds = [
             _maintain_partitions(store, settings.run.partition_check_interval_s),
             _report_lag(source, settings.source.kind, settings.metrics.lag_interval_s),
+            observe.probe_dependencies(probes, settings.metrics.lag_interval_s),
         ]
         if keeper is not None:
             backgrounds.append(keeper.run())  # refills every bot at start, then repairs
@@ -207,6 +215,25 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
             stack.callback(asyncio.create_task(_roll_periodically(settings), name="archive").cancel)
         return await _supervise(pipeline, stop, settings.run.drain_grace_s, health)
     return 1  # pragma: no cover - the exit stack re-raises
+
+
+async def _probes(
+    settings: Settings, source: Source, stack: contextlib.AsyncExitStack
+) -> dict[str, observe.Probe]:
+    """What tickvault_dependency_up probes: PostgreSQL on a connection of its own; Redis (when
+    it is the source or holds the state cache) with PING on a client of its own; Kafka (when
+    it is the source) with a metadata request over the consumer's connections."""
+    pinger = db.Pinger(settings.postgres)
+    stack.push_async_callback(pinger.close)
+    probes: dict[str, observe.Probe] = {"postgres": pinger.ping}
+    if settings.source.kind == "redis" or settings.state.cache:
+        timeout_s = max(settings.metrics.lag_interval_s, observe.MIN_PROBE_TIMEOUT_S)
+        redis = connect(settings.redis, timeout_s)
+        stack.push_async_callback(redis.aclose)
+        probes["redis"] = redis.ping
+    if isinstance(source, KafkaSource):
+        probes["kafka"] = source.ping
+    return probes
 
 
 async def _supervise(pipeline: Pipeline, stop: asyncio.Event, grace_s: float, health: metrics.Health) -> int:

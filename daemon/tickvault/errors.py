@@ -5,7 +5,8 @@
     ├── RecordError          a message is not a valid record; `reason` says why, `category`
     │                        is a short label for metrics (invalid_json, invalid, ...)
     ├── StoreError           PostgreSQL failed
-    │   ├── StoreUnavailable     connection lost or server not accepting work (retriable)
+    │   ├── StoreUnavailable     connection lost or server not accepting work (retriable);
+    │   │                        `cause` is connection, timeout, serialization, deadlock or other
     │   └── RowRejected          the database refused a row's values (not retriable)
     ├── SourceError          the message source failed
     │   └── SourceUnavailable    connection lost (retriable)
@@ -42,6 +43,10 @@ class StoreError(TickvaultError):
 
 class StoreUnavailable(StoreError):
     retriable = True
+
+    def __init__(self, message: str, cause: str = "other") -> None:
+        super().__init__(message)
+        self.cause = cause  # a label of tickvault_store_retries_total
 
 
 class RowRejected(StoreError):

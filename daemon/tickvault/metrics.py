@@ -1,34 +1,54 @@
-"""Every metric, defined once, and the HTTP endpoint serving /metrics, /healthz and /readyz."""
+"""Every metric, defined once, and the HTTP endpoint serving /metrics, /healthz and /readyz.
+
+Names follow Prometheus conventions: base units (seconds, bytes), `_total` on counters.
+`source` is the message source ("redis" or "kafka"). The README's Metrics section lists
+every metric with its labels and what is observed when.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
+import importlib.metadata
 import logging
+import platform
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from tickvault.errors import ConfigError
 from tickvault.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
+RETRY_CAUSES: Final = ("connection", "timeout", "serialization", "deadlock", "other")
+OTHER_SYMBOL: Final = "_other"  # the symbol label of pairs beyond metrics.max_symbol_series
 
 MESSAGES_CONSUMED = Counter(
-    "tickvault_messages_consumed_total", "Messages read from the source, by the topic's kind", ["kind"]
-)
+    "tickvault_messages_consumed_total", "Messages read from the source, by the topic's kind and source",
+    ["kind", "source"],
+)  # fmt: skip
 MESSAGES_ACCEPTED = Counter(
-    "tickvault_messages_accepted_total", "Messages decoded and validated, by record kind", ["kind"]
-)
+    "tickvault_messages_accepted_total", "Messages decoded and validated, by record kind and source",
+    ["kind", "source"],
+)  # fmt: skip
 MESSAGES_REJECTED = Counter(
     "tickvault_messages_rejected_total", "Messages refused by decoding, validation or the database",
-    ["kind", "reason"],
+    ["kind", "source", "reason"],
 )  # fmt: skip
 ROWS_WRITTEN = Counter("tickvault_rows_written_total", "Rows inserted or updated, by table", ["table"])
+ROWS_UNCHANGED = Counter(
+    "tickvault_rows_unchanged_total",
+    "Rows of committed batches that inserted or updated nothing (duplicates, redeliveries, "
+    "updates outranked by the stored row or by another in the batch), by table",
+    ["table"],
+)
 DEAD_LETTERS = Counter(
     "tickvault_dead_letters_total", "Messages stored in dead_letters, by reason", ["reason"]
 )
@@ -40,10 +60,38 @@ BATCH_ROWS = Histogram(
     "tickvault_batch_rows", "Records per flushed batch, by kind", ["kind"],
     buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000),
 )  # fmt: skip
+EVENT_LATENCY = Histogram(
+    "tickvault_event_latency_seconds",
+    "Commit time minus the record's event time (open_time, updated_at, ts), for a sample of "
+    "the records of each committed batch, by kind",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
+)
+PUBLISH_LATENCY = Histogram(
+    "tickvault_publish_latency_seconds",
+    "Commit time minus the broker's append time (Kafka record timestamp, Redis entry id), for "
+    "a sample of the messages of each committed batch, by kind and source",
+    ["kind", "source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 BACKLOG_ROWS = Gauge("tickvault_backlog_rows", "Messages read but not yet acknowledged")
 STORE_RETRIES = Counter(
-    "tickvault_store_retries_total", "Batch writes retried because PostgreSQL was unavailable"
+    "tickvault_store_retries_total",
+    "Batch writes retried because PostgreSQL failed retriably, by cause: connection, timeout, "
+    "serialization, deadlock, other",
+    ["cause"],
 )
+DB_POOL_IN_USE = Gauge(
+    "tickvault_db_pool_in_use_connections", "PostgreSQL connections of the daemon's pool checked out"
+)
+DB_POOL_SIZE = Gauge("tickvault_db_pool_size_connections", "PostgreSQL connections of the daemon's pool open")
+DEPENDENCY_UP = Gauge(
+    "tickvault_dependency_up",
+    "1 if the last probe (every metrics.lag_interval_s) of a dependency the daemon uses "
+    "succeeded, else 0: postgres, redis, kafka",
+    ["dependency"],
+)
+BUILD_INFO = Gauge("tickvault_build_info", "Always 1; the labels name the build", ["version", "python"])
 SOURCE_LAG = Gauge(
     "tickvault_source_lag_messages",
     "Messages the consumer group has not committed yet: per Kafka partition the high watermark "
@@ -99,7 +147,78 @@ STATE_HISTORY_PRUNED = Counter(
     "tickvault_state_history_pruned_total",
     "bot_state_history rows deleted because they were older than state.history_retention",
 )
+STATE_CACHE_WRITES = Counter(
+    "tickvault_state_cache_writes_total",
+    "Snapshots written to the Redis bot-state cache, by outcome: applied, stale (the "
+    "compare-and-set kept a newer snapshot)",
+    ["outcome"],
+)
 UP = Gauge("tickvault_ready", "1 while the daemon is consuming and PostgreSQL accepts writes")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tickvault")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
+
+BUILD_INFO.labels(_version(), platform.python_version()).set(1)
+# series of known label values exist from the start at 0, so rates and alerts see them at once
+for _cause in RETRY_CAUSES:
+    STORE_RETRIES.labels(_cause)
+for _outcome in ("applied", "stale"):
+    STATE_CACHE_WRITES.labels(_outcome)
+
+
+class NewestEvents(Collector):
+    """tickvault_newest_event_timestamp_seconds: the newest committed event time (unix s) per
+    kind, exchange and symbol. The first `max_pairs` (exchange, symbol) pairs seen keep their
+    own series; later pairs fold into symbol="_other" of their exchange, which holds their
+    newest time. `update` runs on the event loop, `collect` in the scrape thread: a kind's
+    dict is replaced, never changed while a scrape may read it."""
+
+    def __init__(self, max_pairs: int = 1000) -> None:
+        self.reset(max_pairs)
+
+    def reset(self, max_pairs: int) -> None:
+        """Forget every series (a daemon starts) and take the cap of its settings."""
+        self.max_pairs = max_pairs
+        self._pairs: set[str] = set()  # "exchange\tsymbol" with series of their own
+        self._newest: dict[str, dict[str, dt.datetime]] = {}  # kind → series → newest time
+
+    def update(self, kind: str, newest: Iterable[tuple[str, Any]]) -> None:
+        """Merge a committed batch's (series, record) pairs: the record (with `time`, a UTC
+        datetime) is the batch's newest of its series ("exchange\tsymbol")."""
+        merged = dict(self._newest.get(kind, ()))
+        pairs = self._pairs
+        for series, record in newest:
+            if series not in pairs:
+                if len(pairs) < self.max_pairs:
+                    pairs.add(series)
+                else:
+                    series = series.partition("\t")[0] + "\t" + OTHER_SYMBOL
+            ts = record.time
+            if series not in merged or ts > merged[series]:
+                merged[series] = ts
+        self._newest = {**self._newest, kind: merged}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "tickvault_newest_event_timestamp_seconds",
+            "Newest committed event time (unix s), by kind, exchange and symbol; pairs beyond "
+            'metrics.max_symbol_series under symbol="_other"',
+            labels=["kind", "exchange", "symbol"],
+        )
+        for kind, newest in self._newest.items():
+            for series, ts in newest.items():
+                exchange, _, symbol = series.partition("\t")
+                family.add_metric([kind, exchange, symbol], ts.timestamp())
+        yield family
+
+
+NEWEST_EVENTS = NewestEvents()
+REGISTRY.register(NEWEST_EVENTS)
 
 
 class Health:

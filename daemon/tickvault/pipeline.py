@@ -36,7 +36,7 @@ from itertools import groupby
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from tickvault import metrics
+from tickvault import metrics, observe
 from tickvault.codecs import Codec
 from tickvault.errors import RecordError, StoreUnavailable
 from tickvault.records import KINDS
@@ -254,6 +254,7 @@ class Pipeline:
         taken: dict[str, tuple[list[Any], list[Message]]] = {key: ([], []) for key in self._wake}
         counts: Counter[tuple[Any, ...]] = Counter()  # metrics: labels() per message costs too much
         limit = self.config.max_message_bytes
+        source = messages[0].source if messages else ""  # one read, one source
         for topic, run in groupby(messages, key=_TOPIC):  # a read comes in runs of one stream
             route = self.routes.get(topic)
             label = (route.kind if route else None) or "mixed"
@@ -267,7 +268,7 @@ class Pipeline:
                     else:
                         raise self._refusal(message, route)
                 except RecordError as exc:
-                    counts[(metrics.MESSAGES_REJECTED, label, exc.category)] += 1
+                    counts[(metrics.MESSAGES_REJECTED, label, source, exc.category)] += 1
                     letter = DeadLetter(
                         message.source, message.topic, message.entry_id, route.kind if route else None,
                         exc.category, exc.reason, message.payload or b"",
@@ -283,12 +284,12 @@ class Pipeline:
                 items, item_messages = taken[writers[hash(item.writer_key) % len(writers)]]
                 items.append(item)
                 item_messages.append(message)
-            counts[(metrics.MESSAGES_CONSUMED, label)] += n
+            counts[(metrics.MESSAGES_CONSUMED, label, source)] += n
         now_s = time.monotonic()
         for key, (items, item_messages) in taken.items():
             if items:
                 if key != DEAD:
-                    counts[(metrics.MESSAGES_ACCEPTED, self._kind_of[key])] += len(items)
+                    counts[(metrics.MESSAGES_ACCEPTED, self._kind_of[key], source)] += len(items)
                 was_empty = self.batcher.size(key) == 0
                 if self.batcher.extend(key, items, item_messages, now_s) or was_empty:
                     self._wake[key].set()
@@ -366,6 +367,9 @@ class Pipeline:
         )
         for table, n in result.written.items():
             metrics.ROWS_WRITTEN.labels(table).inc(n)
+        for table, n in result.unchanged.items():
+            metrics.ROWS_UNCHANGED.labels(table).inc(n)
+        observe.committed(kind, items, messages, {i for i, _ in result.rejected})
         if result.latest and self.keeper is not None:
             await self.keeper.written(result.latest)
         if result.rejected:
@@ -375,7 +379,7 @@ class Pipeline:
                 letters.append(
                     DeadLetter(m.source, m.topic, m.entry_id, kind, "db_rejected", reason, m.payload or b"")
                 )
-                metrics.MESSAGES_REJECTED.labels(kind, "db_rejected").inc()
+                metrics.MESSAGES_REJECTED.labels(kind, m.source, "db_rejected").inc()
             log.warning(
                 "database refused %d of %d %s rows; sent to dead_letters", len(letters), len(items), kind
             )
@@ -397,7 +401,7 @@ class Pipeline:
                 result = await write()
             except StoreUnavailable as exc:
                 attempt += 1
-                metrics.STORE_RETRIES.inc()
+                metrics.STORE_RETRIES.labels(exc.cause).inc()
                 self.health.set(False, "postgres unavailable")
                 log.warning(
                     "postgres unavailable writing %s (%s); attempt %d, retrying in %.1fs",

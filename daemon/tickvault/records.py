@@ -200,6 +200,14 @@ class _Record(BaseModel):
         value: str = self.__dict__[self.WRITER_KEY]
         return value
 
+    @property
+    def series(self) -> str:
+        """ "exchange<TAB>symbol" for a record that has both fields, else "": the market series
+        whose newest event time the daemon reports (tickvault_newest_event_timestamp_seconds)."""
+        values = self.__dict__
+        symbol = values.get("symbol")
+        return "" if symbol is None or "exchange" not in values else f"{values['exchange']}\t{symbol}"
+
 
 class Kline(_Record):
     KIND = "kline"

@@ -1,7 +1,8 @@
 """Validated records in the form the store writes them: PostgreSQL COPY text. No I/O.
 
 A `Row` is one record's `COLUMNS` as COPY text fields (tab-separated, escaped, `\\N` for
-NULL) plus the value of its partition column and of the field that picks its writer.
+NULL) plus the value of its partition column, of the field that picks its writer, and its
+market series (what tickvault_newest_event_timestamp_seconds is kept per).
 Klines, fills and bot state travel from the codec to the store as rows, so the hot path
 builds one string per message and PostgreSQL parses the numbers and timestamps. Orders
 stay `Order` records: a batch's updates of one order are folded by comparing their fields
@@ -31,6 +32,7 @@ class Row(NamedTuple):
     text: str  # the record's COLUMNS as COPY text fields, without a line end
     time: dt.datetime  # its TIME_COLUMN, which time-partitioned tables are split by
     writer_key: str  # its WRITER_KEY's value
+    series: str  # "exchange<TAB>symbol" of a record that has both, else "" (`Record.series`)
 
 
 # Row(...) runs a Python-level __new__; this builds the same tuple in C, for the hot path
@@ -68,4 +70,4 @@ def to_item(record: Record) -> Item:
     """A record validated by its model, in the form the pipeline batches."""
     if isinstance(record, Order):
         return record
-    return Row(record.KIND, line(record.row()), record.time, record.writer_key)
+    return Row(record.KIND, line(record.row()), record.time, record.writer_key, record.series)

@@ -183,6 +183,7 @@ class MetricsSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(9108, ge=0, le=65535)
     lag_interval_s: float = Field(5.0, gt=0)
+    max_symbol_series: int = Field(1000, ge=0)
 
 
 class LogSettings(_Section):

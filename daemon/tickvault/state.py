@@ -164,7 +164,10 @@ class StateCache:
             args: list[str] = []
             for s in chunk:
                 args += [s.rank, str(_us(s.ts)), "" if s.seq is None else str(s.seq), s.state]
-            written += int(await self._call(operation, lambda k=keys, a=args: self._cas(keys=k, args=a)))  # type: ignore[misc]
+            applied = int(await self._call(operation, lambda k=keys, a=args: self._cas(keys=k, args=a)))  # type: ignore[misc]
+            metrics.STATE_CACHE_WRITES.labels("applied").inc(applied)
+            metrics.STATE_CACHE_WRITES.labels("stale").inc(len(chunk) - applied)
+            written += applied
         return written
 
     async def server_id(self) -> str:

@@ -332,7 +332,7 @@ async def test_database_rejected_bot_state_does_not_sink_its_batch(env: TestEnv,
     ids += [await env.add("bot_state", js(m)) for m in goods[3:]]
     before = registry_value("tickvault_dead_letters_total", reason="db_rejected")
     rejected_before = registry_value(
-        "tickvault_messages_rejected_total", kind="bot_state", reason="db_rejected"
+        "tickvault_messages_rejected_total", kind="bot_state", source=env.source, reason="db_rejected"
     )
 
     # published before start, so the first read puts all seven in one batch
@@ -354,7 +354,7 @@ async def test_database_rejected_bot_state_does_not_sink_its_batch(env: TestEnv,
     assert await env.unsettled() == 0
     assert registry_value("tickvault_dead_letters_total", reason="db_rejected") - before == 1
     rejected_after = registry_value(
-        "tickvault_messages_rejected_total", kind="bot_state", reason="db_rejected"
+        "tickvault_messages_rejected_total", kind="bot_state", source=env.source, reason="db_rejected"
     )
     assert rejected_after - rejected_before == 1
 

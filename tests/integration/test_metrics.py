@@ -52,12 +52,18 @@ async def test_metrics_count_what_the_daemon_did(env: TestEnv, daemon: Daemon) -
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert moved("tickvault_messages_consumed_total", kind="kline") == 10
+    assert moved("tickvault_messages_consumed_total", kind="kline", source="redis") == 10
+    assert (
+        moved("tickvault_messages_rejected_total", kind="kline", source="kafka", reason="invalid_json") == 0
+    )
     assert moved("tickvault_messages_consumed_total", kind="order") == 1
     assert moved("tickvault_messages_consumed_total", kind="mixed") == 2
     assert moved("tickvault_messages_accepted_total", kind="kline") == 8
     assert moved("tickvault_messages_accepted_total", kind="fill") == 1
     assert moved("tickvault_messages_accepted_total", kind="order") == 0
-    assert moved("tickvault_messages_rejected_total", kind="kline", reason="invalid_json") == 1
+    assert (
+        moved("tickvault_messages_rejected_total", kind="kline", source="redis", reason="invalid_json") == 1
+    )
     assert moved("tickvault_messages_rejected_total", kind="kline", reason="not_object") == 1
     assert moved("tickvault_messages_rejected_total", kind="order", reason="invalid") == 1
     assert moved("tickvault_messages_rejected_total", kind="mixed", reason="unknown_kind") == 1

@@ -172,7 +172,9 @@ def test_hot_row_is_the_model_row_as_copy_text() -> None:
     payload = json.dumps(EXAMPLES["kline"]).encode()
     row = fast.decode(payload, "kline")
     record = native.decode(payload, "kline")
-    assert row == Row("kline", line(record.row()), dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "BTCUSDT")
+    assert row == Row(
+        "kline", line(record.row()), dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "BTCUSDT", record.series
+    )
     assert row is not None
     assert row.text.split("\t")[3:6] == [
         "2026-01-01 00:00:00+00:00",

@@ -207,16 +207,17 @@ def kline_row(
     NULL. The caller has checked what this does not: `interval` is one of INTERVALS and
     `trades` is NULL or the digits of an integer within a bigint. None when the model must
     decide (see the module's docstring). Raises TypeError when a value is not a str."""
+    series = f"{exchange}\t{symbol}"  # the start of the row's text too; both are str (msgspec)
     text = "\t".join((
-        exchange, symbol, interval, opened[1], closes[1], open_, high, low, close, volume, quote_volume,
-        trades, "t" if closed else "f",
+        series, interval, opened[1], closes[1], open_, high, low, close, volume, quote_volume, trades,
+        "t" if closed else "f",
     ))  # fmt: skip
     if _KLINE_ROW(text) is None:
         return None
     o, h, lo, c = Decimal(open_), Decimal(high), Decimal(low), Decimal(close)
     if not (lo <= o <= h and lo <= c <= h) or (closes[0] is not None and closes[0] < opened[0]):
         return None
-    return new_row(("kline", text, opened[0], symbol))
+    return new_row(("kline", text, opened[0], symbol, series))
 
 
 def _fill(f: _Fill, min_epoch_ms: int) -> Row | None:
@@ -225,8 +226,9 @@ def _fill(f: _Fill, min_epoch_ms: int) -> Row | None:
         return None
     asset, liquidity, bot_id, strategy = f.fee_asset, f.liquidity, f.bot_id, f.strategy
     try:
+        series = f"{f.exchange}\t{f.symbol}"
         text = "\t".join((
-            f.fill_id, f.order_id, f.exchange, f.symbol, f.side.lower(), f.quantity, f.price, f.fee,
+            f.fill_id, f.order_id, series, f.side.lower(), f.quantity, f.price, f.fee,
             NULL if asset is None else asset, NULL if liquidity is None else liquidity.lower(),
             NULL if bot_id is None else bot_id, NULL if strategy is None else strategy, ts[1],
         ))  # fmt: skip
@@ -235,7 +237,7 @@ def _fill(f: _Fill, min_epoch_ms: int) -> Row | None:
         return None if as_text is None else _fill(as_text, min_epoch_ms)
     if _FILL_ROW(text) is None:
         return None
-    return new_row(("fill", text, ts[0], f.symbol))
+    return new_row(("fill", text, ts[0], f.symbol, series))
 
 
 def _trade(t: _Trade, min_epoch_ms: int) -> Row | None:
@@ -244,8 +246,9 @@ def _trade(t: _Trade, min_epoch_ms: int) -> Row | None:
         return None
     side, quote = t.side, t.quote_quantity
     try:
+        series = f"{t.exchange}\t{t.symbol}"
         text = "\t".join((
-            t.exchange, t.symbol, t.trade_id, t.price, t.quantity, NULL if side is None else side.lower(),
+            series, t.trade_id, t.price, t.quantity, NULL if side is None else side.lower(),
             NULL if quote is None else quote, ts[1],
         ))  # fmt: skip
     except TypeError:
@@ -253,4 +256,4 @@ def _trade(t: _Trade, min_epoch_ms: int) -> Row | None:
         return None if as_text is None else _trade(as_text, min_epoch_ms)
     if _TRADE_ROW(text) is None:
         return None
-    return new_row(("trade", text, ts[0], t.symbol))
+    return new_row(("trade", text, ts[0], t.symbol, series))

@@ -153,11 +153,12 @@ def _fast(block: bytes, before: int, header: bool, prefix: str | None, min_epoch
     ends = list(accumulate(map(operator.add, map(len, raws), repeat(1)), initial=skipped))[1:]
     items: list[Item | None] = [None] * n
     if width >= 9 and prefix is not None:
-        items = _rows(table, prefix, prefix.split("\t")[1], min_epoch_ms)
+        items = _rows(table, prefix, min_epoch_ms)
     return range(first, first + n), items, raws, ends, len(block)
 
 
-def _rows(table: pa.Table, prefix: str, symbol: str, min_epoch_ms: int) -> list[Item | None]:
+def _rows(table: pa.Table, prefix: str, min_epoch_ms: int) -> list[Item | None]:
+    exchange, symbol = prefix.split("\t")[:2]
     c = [table.column(i).combine_chunks() for i in range(9)]
     opened, open_ok = _epoch_us(c[0], min_epoch_ms)
     closes, close_ok = _epoch_us(c[6], min_epoch_ms)
@@ -176,7 +177,16 @@ def _rows(table: pa.Table, prefix: str, symbol: str, min_epoch_ms: int) -> list[
     # as parse_epoch_ms_or_us makes them (pyarrow's own conversion to aware datetimes is slower)
     times = map(dt.timedelta, repeat(0), repeat(0), opened.to_pylist())
     rows: list[Item | None] = list(
-        map(new_row, zip(repeat("kline"), text.to_pylist(), map(EPOCH.__add__, times), repeat(symbol)))
+        map(
+            new_row,
+            zip(
+                repeat("kline"),
+                text.to_pylist(),
+                map(EPOCH.__add__, times),
+                repeat(symbol),
+                repeat(f"{exchange}\t{symbol}"),
+            ),
+        )
     )
     if pc.all(ok).as_py() is not True:
         rows = [row if good else None for row, good in zip(rows, ok.to_pylist(), strict=True)]

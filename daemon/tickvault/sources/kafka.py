@@ -309,6 +309,11 @@ class KafkaSource:
         self._paused = False
         log.info("partitions assigned: %s", _names(assigned) or "none")
 
+    async def ping(self) -> None:
+        """One metadata request over the consumer's own connections (`topics()`, which tries
+        every known broker); raises KafkaError when none answers. For tickvault_dependency_up."""
+        await self.consumer.topics()
+
     async def lag(self) -> list[Lag]:
         """Per assigned partition: high watermark minus the group's committed offset."""
         consumer = self.consumer

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Final
 
 import asyncpg
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 # after a batch of a kind could not be inserted as new rows, its next batches go straight to
 # the upsert: a stream of updates (open candles, redeliveries) would make every COPY fail
 UPSERTS_AFTER_CONFLICT: Final = 20
+_TIME: Final = attrgetter("time")
 
 __all__ = ["DeadLetter", "Store", "WriteResult"]
 
@@ -33,6 +35,8 @@ __all__ = ["DeadLetter", "Store", "WriteResult"]
 @dataclass
 class WriteResult:
     written: dict[str, int] = field(default_factory=dict)  # rows inserted or updated, per table
+    # rows of the batch that inserted or updated nothing, per table: submitted minus written
+    unchanged: dict[str, int] = field(default_factory=dict)
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
     # bot_state: the rows this batch made the latest of their bot (writers.LATEST_COLUMNS)
     latest: list[asyncpg.Record] = field(default_factory=list)
@@ -40,6 +44,8 @@ class WriteResult:
     def add(self, other: WriteResult, offset: int) -> None:
         for table, n in other.written.items():
             self.written[table] = self.written.get(table, 0) + n
+        for table, n in other.unchanged.items():
+            self.unchanged[table] = self.unchanged.get(table, 0) + n
         self.rejected += [(i + offset, reason) for i, reason in other.rejected]
         self.latest += other.latest
 
@@ -76,6 +82,11 @@ class Store:
     def partitioning(self) -> str:
         """ "native" (range partitions made by the daemon) or "timescaledb" (hypertables)."""
         return "native" if isinstance(self._partitioner, partitions.NativePartitioner) else "timescaledb"
+
+    @property
+    def tables(self) -> list[str]:
+        """The tables batch writes count rows of (tickvault_rows_*_total), sorted."""
+        return sorted({t for w in self._writers.values() for t, _ in w.statements if t})
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -121,7 +132,7 @@ class Store:
             if not self._writer:  # a reader's pool (Vault's direct writes): staging on demand
                 await writers.create_staging(conn, self.schema, {kind: writer})
             if KIND_TIME_TABLES[kind]:
-                times = {item.time for item in items}
+                times = set(map(_TIME, items))
                 for table in KIND_TIME_TABLES[kind]:
                     await self._partitioner.ensure(conn, table, times)
             if writer.insert_first:
@@ -135,7 +146,8 @@ class Store:
 
         try:
             written, latest = await self.run(attempt)
-            return WriteResult(written=written, latest=latest)
+            unchanged = {table: len(items) - n for table, n in written.items()}
+            return WriteResult(written=written, unchanged=unchanged, latest=latest)
         except RowRejected as exc:
             if len(items) == 1:
                 return WriteResult(rejected=[(0, exc.args[0])])

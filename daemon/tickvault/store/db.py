@@ -22,6 +22,11 @@ ROW_CLASSES: Final = frozenset({"22", "23", "54"})
 # SQLSTATE classes that no retry cures: authorization failure, database does not exist.
 REFUSED_CLASSES: Final = frozenset({"28", "3D"})
 # timezone and DateStyle fix the text of timestamps, which the writers hash to break ties
+# SQLSTATEs (or their class) → the cause of a retry (tickvault_store_retries_total)
+SQLSTATE_CAUSES: Final = {
+    "40001": "serialization", "40P01": "deadlock", "57014": "timeout", "08": "connection",
+    "57P01": "connection", "57P02": "connection", "57P03": "connection",
+}  # fmt: skip
 SERVER_SETTINGS: Final = {"timezone": "UTC", "datestyle": "ISO, MDY", "application_name": "tickvault"}
 
 
@@ -56,13 +61,15 @@ def translate(exc: BaseException, at: str = "") -> StoreError:
         if sqlstate[:2] in ROW_CLASSES:
             detail = " ".join(str(exc).split())  # one line: the server's DETAIL comes on its own line
             return RowRejected(f"database rejected the row: {detail} (SQLSTATE {sqlstate})")
-        return StoreUnavailable(f"{type(exc).__name__}: {exc} (SQLSTATE {sqlstate})")
+        cause = SQLSTATE_CAUSES.get(sqlstate) or SQLSTATE_CAUSES.get(sqlstate[:2], "other")
+        return StoreUnavailable(f"{type(exc).__name__}: {exc} (SQLSTATE {sqlstate})", cause)
     if isinstance(exc, asyncpg.ClientConfigurationError):  # a bad option: no retry cures it
         return StoreError(f"postgres.dsn is not usable: {exc}")
     if isinstance(exc, ValueError):  # the DSN does not parse; its text may hold the password
         return StoreError(f"postgres.dsn is not a valid postgresql:// URL ({type(exc).__name__})")
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return StoreUnavailable(f"postgres unreachable{where}: {detail}")
+    cause = "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection"
+    return StoreUnavailable(f"postgres unreachable{where}: {detail}", cause)
 
 
 DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
@@ -132,3 +139,38 @@ async def run(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable
         raise translate(exc) from exc
     except (ValueError, OverflowError, RecursionError) as exc:  # a value of a row cannot be encoded
         raise RowRejected(f"cannot encode the row for PostgreSQL: {exc}") from exc
+
+
+class Pinger:
+    """A connection of its own that answers `SELECT 1`: whether the server takes work, even
+    while every pooled connection is busy. `ping` connects on first use and again after a
+    failure (once, no retries) and raises StoreUnavailable or StoreError; `close` is
+    harmless twice."""
+
+    def __init__(self, pg: PostgresSettings) -> None:
+        self.pg = pg
+        self._conn: asyncpg.Connection | None = None
+
+    async def ping(self) -> None:
+        try:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(
+                    self.pg.dsn.get_secret_value(), timeout=self.pg.connect_timeout_s,
+                    server_settings=SERVER_SETTINGS,
+                )  # fmt: skip
+            await self._conn.fetchval("SELECT 1")
+        except (*DRIVER_ERRORS, ValueError) as exc:
+            await self.close()
+            raise translate(exc) from None
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await conn.close(timeout=1)
+        except DRIVER_ERRORS:  # a cancelled probe left a query in flight, or the server is gone
+            conn.terminate()
+        except asyncio.CancelledError:
+            conn.terminate()
+            raise
