@@ -165,8 +165,8 @@ async def run_backtests(settings: Settings, args: argparse.Namespace) -> int:
     async with Vault.connect(settings) as vault:
         if action == "list":
             runs = await vault.backtests(
-                args.strategy, model=args.model, config=args.strategy_config, since=args.since, until=args.until,
-                limit=args.limit,
+                args.strategy, model=args.model, config=args.strategy_config,
+                since=args.since, until=args.until, limit=args.limit,
             )  # fmt: skip
             print_rows(RUN_COLUMNS, [_run_row(r) for r in runs], args.format)
             print(count(len(runs), "backtest run"), file=sys.stderr)
