@@ -63,7 +63,7 @@ async def test_a_changed_config_document_is_refused(repo: Settings, env: TestEnv
         conn = await asyncpg.connect(env.dsn)
         try:
             await conn.execute(
-                f"UPDATE {env.schema}.strategy_configs SET document = replace(document, '87000', '87001')"
+                f"UPDATE {env.schema}.strategy_configs SET document = replace(document, '87000', '87001')"  # noqa: S608
             )
         finally:
             await conn.close()
@@ -171,19 +171,19 @@ async def test_damaged_and_unknown_backtests(repo: Settings, tmp_path: Path) -> 
         await saved_runs(v, tmp_path)
         run = await v.backtest("run-a")
         flip_byte(repo, run.blobs["trades"].sha256, at=10, area="backtests")
-        with pytest.raises(CorruptBlob, match="backtest run run-a trades: blob .* is corrupt"):
+        with pytest.raises(CorruptBlob, match=r"backtest run run-a trades: blob .* is corrupt"):
             await v.load_backtest("run-a")
         with pytest.raises(NotFound, match="no backtest run run-z"):
             await v.backtest("run-z")
         with pytest.raises(
-            NotFound, match="no artifact plot.png in backtest run run-a; artifacts: equity.png"
+            NotFound, match=r"no artifact plot\.png in backtest run run-a; artifacts: equity\.png"
         ):
             await v.load_backtest_artifact("run-a", "plot.png")
         with pytest.raises(NotFound, match="no version 9 of model signal"):
             await v.save_backtest("grid", model=("signal", "9"))
         with pytest.raises(NotFound, match="no version 4 of config grid"):
             await v.save_backtest("grid", config=("grid", 4))
-        with pytest.raises(ConfigError, match="invalid artifact name '../x.png'"):
+        with pytest.raises(ConfigError, match=r"invalid artifact name '\.\./x\.png'"):
             await v.save_backtest("grid", artifacts={"../x.png": b""})
         with pytest.raises(ConfigError, match="data range needs a start and an end"):
             await v.save_backtest("grid", data={"exchange": "binance", "symbols": "BTCUSDT"})
