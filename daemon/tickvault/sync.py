@@ -126,6 +126,8 @@ class SyncVault:
     load_backtest_artifact = _sync(Vault.load_backtest_artifact)
     backtests = _sync(Vault.backtests)
     compare_backtests = _sync(Vault.compare_backtests)
+    delete_backtest = _sync(Vault.delete_backtest)
+    cleanup_backtests = _sync(Vault.cleanup_backtests)
 
 
 def connect(config: Settings | Path | str | None = None) -> SyncVault:

@@ -39,7 +39,7 @@ from tickvault.reads.gaps import Gap, holes
 from tickvault.reads.hot import Query
 from tickvault.reads.intervals import to_us
 from tickvault.records import INTERVALS
-from tickvault.repository.backtests import Backtests
+from tickvault.repository.backtest_upkeep import BacktestUpkeep
 from tickvault.series import Series
 from tickvault.settings import Settings, load_settings
 from tickvault.state import StateCache
@@ -102,7 +102,7 @@ def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
-class Vault(Backtests, BotStates, Series, Trading, Writes):
+class Vault(BacktestUpkeep, BotStates, Series, Trading, Writes):
     """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`, `trades`,
     `balances`, `signals`) return a
     `pyarrow.Table` over PostgreSQL and the cold tier together (see tickvault.reads): columns

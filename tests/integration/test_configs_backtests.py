@@ -192,3 +192,23 @@ async def test_damaged_and_unknown_backtests(repo: Settings, tmp_path: Path) -> 
         with pytest.raises(NotFound, match="no backtest run run-z"):
             await v.compare_backtests(["run-a", "run-z"])
         assert len(await v.backtests()) == 3
+
+
+async def test_deleting_runs_keeps_shared_blobs_and_cleanup_sweeps_orphans(repo: Settings) -> None:  # noqa: F811
+    async with Vault.connect(repo) as v:
+        await v.save_backtest("grid", run_id="a", trades=trades_table(), artifacts={"r.html": b"same"})
+        await v.save_backtest("grid", run_id="b", artifacts={"r.html": b"same", "only-b.png": b"png"})
+        assert len(blob_files(repo, "backtests")) == 3
+        with pytest.raises(VersionConflict):  # refused after its blob was stored: an orphan
+            await v.save_backtest("grid", run_id="a", artifacts={"new.png": b"orphan"})
+        assert len(blob_files(repo, "backtests")) == 4
+        assert (await v.cleanup_backtests(dry_run=True)).blobs == 1
+        assert len(blob_files(repo, "backtests")) == 4
+        assert (await v.cleanup_backtests()).blobs == 1
+        assert len(blob_files(repo, "backtests")) == 3
+        await v.delete_backtest("b")
+        assert len(blob_files(repo, "backtests")) == 2  # only-b.png went; r.html is run a's too
+        assert await v.load_backtest_artifact("a", "r.html") == b"same"
+        with pytest.raises(NotFound, match="no backtest run b"):
+            await v.backtest("b")
+        assert (await v.cleanup_backtests()).blobs == 0

@@ -141,3 +141,7 @@ async def test_backtests_commands(env: TestEnv, tmp_path: Path) -> None:
     assert compared.out == ["metric,run-a,run-b", "max_drawdown,,0.08", "sharpe,1.91,1.2"]
     unknown = await tickvault(env, "backtests", "show", "run-z", archive=archive)
     assert error(unknown, 1) == "tickvault: error: no backtest run run-z"
+    deleted = await tickvault(env, "backtests", "delete", "run-b", archive=archive)
+    assert deleted.out == ["deleted backtest run run-b"]
+    swept = await tickvault(env, "backtests", "cleanup", archive=archive)
+    assert swept.out == ["removed 0 unreferenced blobs, 0 temporary files"]

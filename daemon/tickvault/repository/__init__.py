@@ -7,8 +7,9 @@
     upkeep.py    verify, delete, clean up and package model versions
     configs.py   versioned strategy config documents and their diffs
     backtests.py backtest runs: metrics, trades and equity as Parquet, artifacts, lineage
+    backtest_upkeep.py  delete runs, sweep orphan blobs
     command.py   the `tickvault models|configs|backtests` commands
 
 The registry is in PostgreSQL (migration 0008); `Vault` gets the methods through the
-`Backtests` mixin, which brings the others.
+`BacktestUpkeep` mixin, which brings the others.
 """

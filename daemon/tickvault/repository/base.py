@@ -64,6 +64,19 @@ class RepositoryBase:
         result: T = await self._store.run(locked)
         return result
 
+    async def _sweep(self, area: str, named: set[str], dry_run: bool) -> tuple[int, int]:
+        """Remove the blobs of `area` whose sha256 is not in `named`, and its temporary files
+        (dry run: remove nothing); their counts. Only under the exclusive blob lock."""
+        blobs = self._blobs(area)
+        stored, temps = await self._thread(blobs.stored)
+        unreferenced = [sha for sha in stored if sha not in named]
+        if not dry_run:
+            for sha in unreferenced:
+                await self._thread(blobs.delete, sha)
+            for temp in temps:
+                await self._thread(blobs.remove_temp, temp)
+        return len(unreferenced), len(temps)
+
     @staticmethod
     async def _thread(fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)

@@ -9,7 +9,8 @@ two and `models` (tickvault.repository.model_command) in the CLI.
   or changed, old and new values as JSON).
 - `backtests list [--strategy S] [--model NAME[:VERSION]] [--strategy-config NAME[:VERSION]]
   [--since T] [--until T] [--limit N]`, `backtests show RUN_ID` (lineage, data range,
-  metrics, artifacts), `backtests compare RUN_ID RUN_ID...` (metrics side by side).
+  metrics, artifacts), `backtests compare RUN_ID RUN_ID...` (metrics side by side),
+  `backtests delete RUN_ID`, `backtests cleanup [--dry-run]` (blobs no run names).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     configs = sub.add_parser("configs", help="versioned strategy configs: list, show, save, diff")
     _config_arguments(configs, common)
     configs.set_defaults(handler=run_configs)
-    backtests = sub.add_parser("backtests", help="backtest runs: list, show, compare")
+    backtests = sub.add_parser("backtests", help="backtest runs: list, show, compare, delete, clean up")
     _backtest_arguments(backtests, common)
     backtests.set_defaults(handler=run_backtests)
 
@@ -96,6 +97,10 @@ def _backtest_arguments(parser: argparse.ArgumentParser, common: argparse.Argume
     show.add_argument("run_id", metavar="RUN_ID")
     compare = actions.add_parser("compare", parents=[common, _fmt()], help="runs' metrics side by side")
     compare.add_argument("run_ids", metavar="RUN_ID", nargs="+")
+    delete = actions.add_parser("delete", parents=[common], help="delete a run and the blobs only it names")
+    delete.add_argument("run_id", metavar="RUN_ID")
+    clean = actions.add_parser("cleanup", parents=[common], help="remove blobs no run names")
+    clean.add_argument("--dry-run", action="store_true", help="count them; remove nothing")
 
 
 async def run_configs(settings: Settings, args: argparse.Namespace) -> int:
@@ -172,6 +177,15 @@ async def run_backtests(settings: Settings, args: argparse.Namespace) -> int:
             print(count(len(runs), "backtest run"), file=sys.stderr)
         elif action == "show":
             print_rows(SHOW_COLUMNS, [_run_row(await vault.backtest(args.run_id))], args.format)
+        elif action == "delete":
+            gone = await vault.delete_backtest(args.run_id)
+            print(f"deleted backtest run {gone.run_id}")
+        elif action == "cleanup":
+            done = await vault.cleanup_backtests(dry_run=args.dry_run)
+            verb = "would remove" if args.dry_run else "removed"
+            print(
+                f"{verb} {count(done.blobs, 'unreferenced blob')}, {count(done.temp_files, 'temporary file')}"
+            )
         else:
             ids = list(dict.fromkeys(args.run_ids))
             print_rows(("metric", *ids), await vault.compare_backtests(ids), args.format)

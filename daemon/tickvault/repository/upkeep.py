@@ -155,7 +155,6 @@ class ModelUpkeep(Models):
         age = _older_than(older_than)
         before = None if age is None else dt.datetime.now(dt.UTC) - age
         schema = self._schema
-        blobs = self._blobs("models")
 
         async def clean(conn: asyncpg.Connection) -> Cleanup:
             async with conn.transaction():
@@ -178,23 +177,14 @@ class ModelUpkeep(Models):
                         "(SELECT * FROM unnest($1::text[], $2::text[]))",
                         [p[0] for p in pairs], [p[1] for p in pairs],
                     )  # fmt: skip
-                kept = await conn.fetch(f"SELECT DISTINCT sha256 FROM {schema}.models")  # noqa: S608 - identifiers are ours
-            stored, temps = await self._thread(blobs.stored)
-            named = {r[0] for r in kept}
-            if dry_run:  # the blobs of the versions that would go, unless another version keeps them
-                survivors = await conn.fetch(
+                # the blobs that stay named: by every version left (dry run: that would be left)
+                kept = await conn.fetch(
                     f"SELECT DISTINCT sha256 FROM {schema}.models WHERE (name, version) NOT IN "  # noqa: S608 - identifiers are ours
                     "(SELECT * FROM unnest($1::text[], $2::text[]))",
                     [p[0] for p in pairs], [p[1] for p in pairs],
                 )  # fmt: skip
-                named = {r[0] for r in survivors}
-            unreferenced = [sha for sha in stored if sha not in named]
-            if not dry_run:
-                for sha in unreferenced:
-                    await self._thread(blobs.delete, sha)
-                for temp in temps:
-                    await self._thread(blobs.remove_temp, temp)
-            return Cleanup(tuple(pairs), len(unreferenced), len(temps))
+            blobs, temps = await self._sweep("models", {r[0] for r in kept}, dry_run)
+            return Cleanup(tuple(pairs), blobs, temps)
 
         return await self._locked(True, clean)
 
