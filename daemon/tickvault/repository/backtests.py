@@ -183,8 +183,8 @@ class Backtests(Configs, ModelUpkeep):
         VersionConflict when run_id is stored with other content, RepositoryError."""
         check_name(strategy, "strategy")
         run_id = _default_run_id() if run_id is None else check_name(run_id, "run id")
-        meta = canonical_json({} if metadata is None else metadata, "metadata")
-        scores = canonical_metrics({} if metrics is None else metrics)
+        meta = self._sized(canonical_json({} if metadata is None else metadata, "metadata"), "metadata")
+        scores = self._sized(canonical_metrics({} if metrics is None else metrics), "metrics")
         lineage: dict[str, Any] = {}
         if model is not None:
             found = await self.model(*model)

@@ -17,6 +17,7 @@ from typing import Any, Final, TypeVar
 
 import asyncpg
 
+from tickvault.errors import BlobTooLarge
 from tickvault.repository.blobs import BlobStore, filesystem
 from tickvault.repository.values import parse_json
 from tickvault.settings import Settings
@@ -25,6 +26,7 @@ from tickvault.store.db import DRIVER_ERRORS
 
 T = TypeVar("T")
 LOCK_PREFIX: Final = "tickvault.repository:"
+MAX_CONFIG_BYTES: Final = 1_048_576  # repository.max_config_bytes' default
 
 
 class RepositoryBase:
@@ -63,6 +65,17 @@ class RepositoryBase:
 
         result: T = await self._store.run(locked)
         return result
+
+    def _sized(self, text: str, what: str) -> str:
+        """`text` (canonical JSON) if within repository.max_config_bytes; else BlobTooLarge."""
+        limit = self._settings.repository.max_config_bytes if self._settings else MAX_CONFIG_BYTES
+        size = len(text.encode("utf-8"))
+        if size > limit:
+            raise BlobTooLarge(
+                f"{what} of {size} bytes exceeds the {limit}-byte limit (repository.max_config_bytes); "
+                "nothing stored"
+            )
+        return text
 
     async def _sweep(self, area: str, named: set[str], dry_run: bool) -> tuple[int, int]:
         """Remove the blobs of `area` whose sha256 is not in `named`, and its temporary files

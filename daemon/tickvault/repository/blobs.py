@@ -117,6 +117,9 @@ class BlobStore:
                     raise self._too_large(size, at_least=True)
                 digest.update(chunk)
                 out.write(chunk)
+        if self._local:  # on disk before its name says it is complete
+            with _io("flush a blob"):
+                _fsync(temp)
         return Blob(digest.hexdigest(), size)
 
     def _place(self, temp: str, blob: Blob) -> None:
@@ -128,6 +131,8 @@ class BlobStore:
             if self._local:
                 self._fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
             self._fs.move(temp, final)
+            if self._local:  # the new name survives a power loss before the row commits
+                _fsync(final.rsplit("/", 1)[0])
 
     def _remove(self, path: str) -> None:
         try:
@@ -237,3 +242,12 @@ def chunks(source: bytes | Path) -> Iterator[bytes]:
     with handle:
         while chunk := handle.read(CHUNK_BYTES):
             yield chunk
+
+
+def _fsync(path: str) -> None:
+    """Flush a local file's data, or a directory's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

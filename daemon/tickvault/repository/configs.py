@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 
 import asyncpg
 
-from tickvault.errors import BlobTooLarge, ConfigError, CorruptBlob, NotFound, VersionConflict
+from tickvault.errors import ConfigError, CorruptBlob, NotFound, VersionConflict
 from tickvault.reads.args import limit_of
 from tickvault.repository.base import RepositoryBase
 from tickvault.repository.values import canonical_json, check_name, check_version, parse_json, sha256_text
@@ -112,13 +112,7 @@ class Configs(RepositoryBase):
         check_name(name, "config name")
         if version is not None:
             check_version(version)
-        text = canonical_json(document, "config")
-        limit = self._settings.repository.max_config_bytes if self._settings else 1_048_576
-        if len(text.encode("utf-8")) > limit:
-            raise BlobTooLarge(
-                f"config of {len(text.encode('utf-8'))} bytes exceeds the {limit}-byte limit "
-                "(repository.max_config_bytes); nothing stored"
-            )
+        text = self._sized(canonical_json(document, "config"), "config")
         sha = sha256_text(text)
         table = f"{self._schema}.strategy_configs"
 

@@ -36,7 +36,7 @@ _SELECT: Final = """SELECT m.name, m.version, m.framework, m.sha256, m.size_byte
     m.metadata::text AS metadata, m.metrics::text AS metrics, m.created_at,
     coalesce(array_agg(a.alias ORDER BY a.alias) FILTER (WHERE a.alias IS NOT NULL), '{{}}') AS aliases
     FROM {schema}.models m LEFT JOIN {schema}.model_aliases a ON a.name = m.name AND a.version = m.version
-    WHERE {where} GROUP BY m.name, m.version ORDER BY m.seq DESC"""
+    WHERE {where} GROUP BY m.name, m.version ORDER BY m.seq DESC LIMIT {limit}"""
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,9 @@ def _hash(source: bytes | Path) -> Blob:
 class Models(RepositoryBase):
     """`Vault`'s model registry: save, look up, load, list, alias."""
 
-    async def _model_rows(self, where: str, *args: Any) -> list[ModelVersion]:
-        sql = _SELECT.format(schema=self._schema, where=where)
+    async def _model_rows(self, where: str, *args: Any, limit: int | None = None) -> list[ModelVersion]:
+        most = "ALL" if limit is None else str(limit_of(limit))
+        sql = _SELECT.format(schema=self._schema, where=where, limit=most)
         return [model_version(row) for row in await self._store.fetch(sql, *args)]
 
     async def save_model(
@@ -111,8 +112,8 @@ class Models(RepositoryBase):
         check_name(name, "model name")
         check_name(version, "model version")
         check_name(framework, "framework")
-        meta = canonical_json({} if metadata is None else metadata, "metadata")
-        scores = canonical_metrics({} if metrics is None else metrics)
+        meta = self._sized(canonical_json({} if metadata is None else metadata, "metadata"), "metadata")
+        scores = self._sized(canonical_metrics({} if metrics is None else metrics), "metrics")
         source = model if isinstance(model, bytes) else Path(model)
         file_name = None if isinstance(source, bytes) else source.name
         wanted = (framework, meta, scores)
@@ -239,8 +240,7 @@ class Models(RepositoryBase):
             f"(SELECT 1 FROM {self._schema}.model_aliases x WHERE x.name = m.name "
             "AND x.version = m.version AND x.alias = $4))"
         )
-        rows = await self._model_rows(where, name, framework, bound(since, "since"), alias)
-        return rows if limit is None else rows[: limit_of(limit)]
+        return await self._model_rows(where, name, framework, bound(since, "since"), alias, limit=limit)
 
     async def set_model_alias(self, name: str, alias: str, version: str) -> ModelVersion:
         """Point `alias` of model `name` at `version` (creating or moving it); returns the
