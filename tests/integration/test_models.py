@@ -269,7 +269,7 @@ async def test_names_that_could_escape_are_refused(env: TestEnv, tmp_path: Path,
 
 
 async def test_oversized_blobs_are_refused_and_leave_nothing(env: TestEnv, tmp_path: Path) -> None:
-    settings = repo_settings(env, "local", tmp_path, None, max_blob_bytes=1000)
+    settings = repo_settings(env, "local", tmp_path, None, max_blob_bytes=1000, max_config_bytes=64)
     await migrate.upgrade(settings.postgres)
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * 1001)
@@ -281,6 +281,10 @@ async def test_oversized_blobs_are_refused_and_leave_nothing(env: TestEnv, tmp_p
             await v.save_model("m", "2", b"x" * 1001, framework="onnx")
         with pytest.raises(BlobTooLarge, match="blob of more than 1000 bytes"):
             await v.save_model("m", "2", big, framework="onnx")
+        with pytest.raises(
+            BlobTooLarge, match=r"metadata of 72 bytes exceeds the 64-byte limit \(repository"
+        ):
+            await v.save_model("m", "2", b"x", framework="onnx", metadata={"notes": "n" * 60})
         assert [m.version for m in await v.models()] == ["1"]
     assert list(blob_files(settings)) == [f"sha256/{hashlib.sha256(b'x' * 1000).hexdigest()[:2]}/"
                                           f"{hashlib.sha256(b'x' * 1000).hexdigest()}"]  # fmt: skip
