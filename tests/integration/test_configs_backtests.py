@@ -4,6 +4,7 @@ Parquet, artifacts, lineage, filters and comparisons; bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
@@ -212,3 +213,11 @@ async def test_deleting_runs_keeps_shared_blobs_and_cleanup_sweeps_orphans(repo:
         with pytest.raises(NotFound, match="no backtest run b"):
             await v.backtest("b")
         assert (await v.cleanup_backtests()).blobs == 0
+
+
+async def test_concurrent_saves_take_distinct_versions(repo: Settings) -> None:  # noqa: F811
+    async with Vault.connect(repo) as v:
+        saved = await asyncio.gather(*(v.save_strategy_config("grid", {"level": n}) for n in range(8)))
+        assert sorted(c.version for c in saved) == list(range(1, 9))
+        stored = {c.version: c.document["level"] for c in await v.strategy_configs("grid")}
+        assert {c.version: c.document["level"] for c in saved} == stored

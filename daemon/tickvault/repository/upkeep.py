@@ -211,7 +211,7 @@ class ModelUpkeep(Models):
                 blobs.copy_to(found.blob, model_file, found.label())
                 manifest = (dump_json(_manifest(found, member)) + "\n").encode()
                 try:
-                    with tarfile.open(partial, "w:gz") as tar:
+                    with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
                         info = tarfile.TarInfo(f"{top}/manifest.json")
                         info.size, info.mtime = len(manifest), int(found.created_at.timestamp())
                         tar.addfile(info, io.BytesIO(manifest))
