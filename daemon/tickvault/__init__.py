@@ -2,15 +2,21 @@
 SyncVault (blocking), records, errors."""
 
 from tickvault.errors import (
+    BlobTooLarge,
     ColdFileError,
     ConfigError,
+    CorruptBlob,
+    NotFound,
     RecordError,
+    RepositoryError,
     RowRejected,
     SourceError,
     SourceUnavailable,
     StoreError,
     StoreUnavailable,
     TickvaultError,
+    VersionConflict,
+    VersionInUse,
 )
 from tickvault.publish import Publisher
 from tickvault.records import Balance, BotState, Fill, Kline, Order, Record, Signal, Trade
@@ -19,15 +25,19 @@ from tickvault.vault import Vault
 
 __all__ = [
     "Balance",
+    "BlobTooLarge",
     "BotState",
     "ColdFileError",
     "ConfigError",
+    "CorruptBlob",
     "Fill",
     "Kline",
+    "NotFound",
     "Order",
     "Publisher",
     "Record",
     "RecordError",
+    "RepositoryError",
     "RowRejected",
     "Signal",
     "SourceError",
@@ -38,6 +48,8 @@ __all__ = [
     "TickvaultError",
     "Trade",
     "Vault",
+    "VersionConflict",
+    "VersionInUse",
     "connect",
 ]
 __version__ = "0.1.0"
