@@ -5,7 +5,7 @@ environment variables. Errors print one line on stderr, `tickvault: error: …`,
 usage errors (an unknown option, a missing or malformed argument) print one such line that
 points at the command's `--help`, and exit 2. `query` lives in query.py, `gaps` in gaps.py,
 `state` in state_command.py, `archive` in archive/command.py, `summary` in trading/command.py,
-`import` in importer/command.py, `models`, `configs` and `backtests` in repository/.
+`import` in importer/command.py.
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     import_command.add_arguments(imp)
     imp.set_defaults(handler=import_command.run)
-    repository_command.add_commands(sub, common)
+    repository_command.add_commands(sub, common)  # models, configs, backtests: repository/
     sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
     sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
     sch.set_defaults(handler=None)
