@@ -5,15 +5,21 @@ import importlib
 from typing import TYPE_CHECKING, Any, Final
 
 from tickvault.errors import (
+    BlobTooLarge,
     ColdFileError,
     ConfigError,
+    CorruptBlob,
+    NotFound,
     RecordError,
+    RepositoryError,
     RowRejected,
     SourceError,
     SourceUnavailable,
     StoreError,
     StoreUnavailable,
     TickvaultError,
+    VersionConflict,
+    VersionInUse,
 )
 from tickvault.records import Balance, BotState, Fill, Kline, Order, Record, Signal, Trade
 
@@ -40,15 +46,19 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Balance",
+    "BlobTooLarge",
     "BotState",
     "ColdFileError",
     "ConfigError",
+    "CorruptBlob",
     "Fill",
     "Kline",
+    "NotFound",
     "Order",
     "Publisher",
     "Record",
     "RecordError",
+    "RepositoryError",
     "RowRejected",
     "Signal",
     "SourceError",
@@ -59,6 +69,8 @@ __all__ = [
     "TickvaultError",
     "Trade",
     "Vault",
+    "VersionConflict",
+    "VersionInUse",
     "connect",
 ]
 __version__ = "0.1.0"

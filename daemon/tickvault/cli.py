@@ -31,6 +31,7 @@ from tickvault.errors import SourceUnavailable, TickvaultError
 from tickvault.importer import command as import_command
 from tickvault.query import count, join, positive_int
 from tickvault.records import EXAMPLES, json_schemas
+from tickvault.repository import command as repository_command
 from tickvault.settings import Settings, load_settings
 from tickvault.sources import kafka
 from tickvault.sources.redis_streams import connect as redis_connect
@@ -42,6 +43,7 @@ log = logging.getLogger("tickvault")
 # a person is waiting on these: fail fast instead of retrying PostgreSQL for minutes
 CONNECT_RETRIES_BY_COMMAND = {
     "check": 0, "query": 2, "gaps": 2, "dlq": 2, "archive": 2, "state": 2, "summary": 2, "import": 2,
+    **dict.fromkeys(repository_command.COMMANDS, 2),
 }  # fmt: skip
 
 
@@ -345,6 +347,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     import_command.add_arguments(imp)
     imp.set_defaults(handler=import_command.run)
+    repository_command.add_commands(sub, common)  # models, configs, backtests: repository/
     sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
     sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
     sch.set_defaults(handler=None)

@@ -315,6 +315,17 @@ class StateSettings(_Section):
         return None if off else parse_duration_s(self.history_retention)
 
 
+MAX_S3_COPY_BYTES: Final = 5 * 1024**3  # S3's CopyObject limit: a blob is renamed into place by one copy
+
+
+class RepositorySettings(_Section):
+    """The model, config and backtest repositories (tickvault.repository): blobs under
+    `archive.root` (local or S3, with the archive's S3 settings), the registry in PostgreSQL."""
+
+    max_blob_bytes: int = Field(1024**3, ge=1, le=MAX_S3_COPY_BYTES)
+    max_config_bytes: int = Field(1_048_576, ge=2, le=64 * 1_048_576)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKVAULT_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -331,6 +342,7 @@ class Settings(BaseSettings):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     timescale: TimescaleSettings = TimescaleSettings()
     state: StateSettings = StateSettings()
+    repository: RepositorySettings = RepositorySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -39,6 +39,7 @@ from tickvault.reads.gaps import Gap, holes
 from tickvault.reads.hot import Query
 from tickvault.reads.intervals import to_us
 from tickvault.records import INTERVALS
+from tickvault.repository.backtest_upkeep import BacktestUpkeep
 from tickvault.series import Series
 from tickvault.settings import Settings, load_settings
 from tickvault.state import StateCache
@@ -101,13 +102,14 @@ def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
-class Vault(BotStates, Series, Trading, Writes):
+class Vault(BacktestUpkeep, BotStates, Series, Trading, Writes):
     """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`, `trades`,
     `balances`, `signals`) return a
     `pyarrow.Table` over PostgreSQL and the cold tier together (see tickvault.reads): columns
     as `tickvault.reads.columns` types them (decimals `decimal128(38, 18)`, times
     `timestamp[us, UTC]`), rows in time order, one per key whichever tier holds it.
-    `.to_pandas()`, `polars.from_arrow(…)` or `.to_pylist()` convert it."""
+    `.to_pandas()`, `polars.from_arrow(…)` or `.to_pylist()` convert it. Models, strategy
+    configs and backtests: tickvault.repository."""
 
     def __init__(
         self, store: Store, settings: Settings | None = None, cache: StateCache | None = None
@@ -119,6 +121,7 @@ class Vault(BotStates, Series, Trading, Writes):
         self._catalog: Any = None
         self._catalog_lock = asyncio.Lock()
         self._writer: Store | None = None  # opened by the first save_*
+        self._blob_stores = {}  # the repositories' blob stores, by area
 
     @classmethod
     @asynccontextmanager

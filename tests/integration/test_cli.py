@@ -17,6 +17,7 @@ from tickvault.records import EXAMPLES
 from tickvault.store import migrate
 
 TABLES = {"klines", "orders", "order_events", "fills", "bot_state", "bot_state_history", "dead_letters"}
+TABLES |= {"models", "model_aliases", "strategy_configs", "backtests", "backtest_artifacts"}
 
 
 @dataclass
@@ -59,7 +60,7 @@ async def test_help_lists_every_command(env: TestEnv) -> None:
     result = await tickvault(env, "--help")
     assert result.code == 0
     text = "\n".join(result.out)
-    for command in ("run", "migrate", "check", "dlq", "schemas", "summary", "import"):
+    for command in ("run", "migrate", "check", "dlq", "schemas", "summary", "import", "models", "configs"):
         assert f"    {command} " in text, command
 
 

@@ -266,13 +266,17 @@ def test_example_config_documents_every_option_with_its_default() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "tickvault.example.toml"
     loaded = load_settings(example)
     defaults = load_settings()
-    for section in ("postgres", "source", "kafka", "batch", "metrics", "log", "run", "archive", "timescale"):
+    sections = (
+        "postgres", "source", "kafka", "batch", "metrics", "log", "run", "archive", "timescale", "repository",
+    )  # fmt: skip
+    for section in sections:
         assert getattr(loaded, section) == getattr(defaults, section), section
     text = example.read_text()
     for section, model in (
         ("postgres", loaded.postgres), ("redis", loaded.redis), ("batch", loaded.batch),
         ("metrics", loaded.metrics), ("log", loaded.log), ("run", loaded.run), ("source", loaded.source),
         ("kafka", loaded.kafka), ("archive", loaded.archive), ("timescale", loaded.timescale),
+        ("repository", loaded.repository),
     ):  # fmt: skip
         for name, field in type(model).model_fields.items():
             key = field.alias or name
