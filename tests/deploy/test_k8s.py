@@ -111,6 +111,8 @@ def test_probes_and_ports_are_the_metrics_endpoint() -> None:
     assert annotations["prometheus.io/port"] == str(metrics_port())
     service = resources()["Service"]["spec"]
     assert service["ports"] == [{"name": "metrics", "port": metrics_port(), "targetPort": "metrics"}]
+    # scraped while /readyz fails: the metrics of a pod that is not ready say why
+    assert service["publishNotReadyAddresses"] is True
 
 
 def test_resources_security_and_drain() -> None:
@@ -131,4 +133,6 @@ def test_the_disruption_budget_and_service_select_the_pods() -> None:
     pdb = resources()["PodDisruptionBudget"]["spec"]
     assert pdb["selector"]["matchLabels"].items() <= labels.items()
     assert pdb["maxUnavailable"] == 1
+    # a pod stuck not ready (a dependency down) does not block a node drain
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     assert resources()["Service"]["spec"]["selector"].items() <= labels.items()
