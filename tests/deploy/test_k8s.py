@@ -5,6 +5,7 @@ metrics endpoint, replicas sharing one consumer group under their own names, no 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,12 @@ def test_the_disruption_budget_and_service_select_the_pods() -> None:
     # a pod stuck not ready (a dependency down) does not block a node drain
     assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     assert resources()["Service"]["spec"]["selector"].items() <= labels.items()
+
+
+def test_the_service_label_names_the_job_the_rules_select() -> None:
+    """A ServiceMonitor with `jobLabel: app.kubernetes.io/name` (README) names the job after
+    this label: the job TickvaultDown watches."""
+    rules = yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())["groups"][0]["rules"]
+    (down,) = [r["expr"] for r in rules if r.get("alert") == "TickvaultDown"]
+    jobs = set(re.findall(r'job="([^"]+)"', down))
+    assert jobs == {resources()["Service"]["metadata"]["labels"]["app.kubernetes.io/name"]}
