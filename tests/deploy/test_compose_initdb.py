@@ -13,19 +13,12 @@ import pytest
 
 from tests.conftest import ADMIN_DSN
 from tests.deploy.tools import DEPLOY, run
+from tests.helpers import admin
 from tickvault.settings import load_settings
 from tickvault.store import migrate
 
 pytestmark = pytest.mark.integration
 SCRIPT = DEPLOY / "compose/initdb/10-grafana-role.sh"
-
-
-async def admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -34,12 +27,13 @@ async def names() -> AsyncIterator[dict[str, str]]:
     all dropped afterwards."""
     tag = uuid.uuid4().hex[:8]
     out = {"owner": f"tv_owner_{tag}", "reader": f"tv_grafana_{tag}", "database": f"tv_initdb_{tag}"}
-    await admin(f'CREATE ROLE "{out["owner"]}" LOGIN SUPERUSER')
-    await admin(f'CREATE DATABASE "{out["database"]}" OWNER "{out["owner"]}"')
+    await admin(ADMIN_DSN, f'CREATE ROLE "{out["owner"]}" LOGIN SUPERUSER')
+    await admin(ADMIN_DSN, f'CREATE DATABASE "{out["database"]}" OWNER "{out["owner"]}"')
     yield out
-    await admin(f'DROP DATABASE IF EXISTS "{out["database"]}" WITH (FORCE)')  # and its default privileges
-    await admin(f'DROP ROLE IF EXISTS "{out["reader"]}"')
-    await admin(f'DROP ROLE "{out["owner"]}"')
+    # the database and, with it, its default privileges
+    await admin(ADMIN_DSN, f'DROP DATABASE IF EXISTS "{out["database"]}" WITH (FORCE)')
+    await admin(ADMIN_DSN, f'DROP ROLE IF EXISTS "{out["reader"]}"')
+    await admin(ADMIN_DSN, f'DROP ROLE "{out["owner"]}"')
 
 
 def dsn(role: str, database: str) -> str:
