@@ -69,8 +69,9 @@ EVENT_LATENCY = Histogram(
 )
 PUBLISH_LATENCY = Histogram(
     "tickvault_publish_latency_seconds",
-    "Commit time minus the broker's append time (Kafka record timestamp, Redis entry id), for "
-    "a sample of the messages of each committed batch, by kind and source",
+    "Commit time minus the message's timestamp: a Redis entry id's time, a Kafka record's "
+    "timestamp (the producer's CreateTime by default, the broker's LogAppendTime on topics set "
+    "so), for a sample of the messages of each committed batch, by kind and source",
     ["kind", "source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
