@@ -21,12 +21,12 @@ T = TypeVar("T")
 ROW_CLASSES: Final = frozenset({"22", "23", "54"})
 # SQLSTATE classes that no retry cures: authorization failure, database does not exist.
 REFUSED_CLASSES: Final = frozenset({"28", "3D"})
-# timezone and DateStyle fix the text of timestamps, which the writers hash to break ties
 # SQLSTATEs (or their class) → the cause of a retry (tickvault_store_retries_total)
 SQLSTATE_CAUSES: Final = {
     "40001": "serialization", "40P01": "deadlock", "57014": "timeout", "08": "connection",
     "57P01": "connection", "57P02": "connection", "57P03": "connection",
 }  # fmt: skip
+# timezone and DateStyle fix the text of timestamps, which the writers hash to break ties
 SERVER_SETTINGS: Final = {"timezone": "UTC", "datestyle": "ISO, MDY", "application_name": "tickvault"}
 
 
