@@ -111,7 +111,8 @@ ARCHIVE_BYTES = Counter(
 )
 ARCHIVE_FAILURES = Counter(
     "tickvault_archive_failures_total",
-    "Partitions whose roll failed and were left for the next round, by table",
+    "Partitions whose roll failed and were left for the next round, by table; a round that "
+    "failed as a whole (PostgreSQL or the catalog unreachable) counts once for each table",
     ["table"],
 )  # fmt: skip
 ARCHIVE_SWEPT_FILES = Counter(
@@ -131,7 +132,8 @@ ARCHIVE_COLD_CHECK_FAILURES = Counter(
     ["table"],
 )
 ARCHIVE_LAST_SUCCESS = Gauge(
-    "tickvault_archive_last_success_timestamp_seconds", "Unix time of the last partition rolled"
+    "tickvault_archive_last_success_timestamp_seconds",
+    "Unix time of the last partition rolled; at start, that of the newest archive_log row",
 )
 STATE_CACHE_FAILURES = Counter(
     "tickvault_state_cache_failures_total",
