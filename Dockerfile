@@ -29,7 +29,8 @@ WORKDIR /var/lib/tickvault
 USER 10001:10001
 # /metrics, /healthz, /readyz (metrics.port)
 EXPOSE 9108
-# exit 0 when PostgreSQL is migrated and the source answers (the CLI's own connect timeouts apply)
+# exit 0 when PostgreSQL is migrated and the source answers: one attempt each, no retries
+# (cli.CONNECT_RETRIES_BY_COMMAND), within the connect timeouts
 HEALTHCHECK --interval=30s --timeout=20s --start-period=60s --retries=3 CMD ["tickvault", "check"]
 ENTRYPOINT ["tickvault"]
 CMD ["run"]

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from tests.helpers import Daemon, KafkaBroker, TestEnv, free_port, private_postgres
+from tests.helpers import Daemon, KafkaBroker, TestEnv, admin, free_port, private_postgres
 from tickvault.settings import Settings
 
 ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -49,17 +49,9 @@ def _root_logging_restored() -> Iterator[None]:
 def test_database() -> Iterator[str]:
     """A database for this test session, dropped at the end."""
     name = f"tickvault_test_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin(ADMIN_DSN, f'CREATE DATABASE "{name}"'))
     yield ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(admin(ADMIN_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

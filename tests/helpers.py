@@ -343,6 +343,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def admin(dsn: str, sql: str) -> None:
+    """Run `sql` (one or more statements, no parameters) as `dsn`'s user, on a connection of
+    its own that is closed afterwards: CREATE/DROP DATABASE, roles, grants."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 def dec(value: Any) -> str:
     """A JSON number literal for an exact Decimal (json.dumps would go through float)."""
     return str(Decimal(value))

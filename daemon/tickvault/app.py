@@ -18,6 +18,7 @@ from functools import partial
 from typing import Final
 
 from tickvault import codecs, metrics, observe
+from tickvault.errors import StoreError
 from tickvault.pipeline import Pipeline, PipelineConfig, Route, Routes
 from tickvault.settings import Settings, TopicSettings
 from tickvault.sources import Source
@@ -25,6 +26,7 @@ from tickvault.sources.kafka import KafkaSource
 from tickvault.sources.redis_streams import RedisStreamsSource, connect
 from tickvault.state import CacheKeeper, StateCache
 from tickvault.store import Store, db, history, migrate
+from tickvault.store.schema import TIME_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,36 @@ async def _roll_periodically(settings: Settings) -> None:
         await asyncio.sleep(interval_s)
 
 
+def series_from_start(settings: Settings, tables: list[str]) -> None:
+    """Create at 0 the series whose label values are known at start: the tables' rows, the
+    messages consumed of each configured topic's kind, and with the cold tier on, each time
+    table's archive counters. Alerts see them at once: `increase()` of a series born at 1 is
+    0, and a quiet feed has no rate at all without a series."""
+    for table in tables:
+        metrics.ROWS_WRITTEN.labels(table)
+        metrics.ROWS_UNCHANGED.labels(table)
+    topics = [*settings.source.topics.values(), *settings.source.patterns.values()]
+    for kind in sorted({topic.kind for topic in topics}):
+        metrics.MESSAGES_CONSUMED.labels(kind, settings.source.kind)
+    if settings.archive.enabled:
+        for t in TIME_TABLES:
+            for counter in (metrics.ARCHIVE_PARTITIONS, metrics.ARCHIVE_ROWS, metrics.ARCHIVE_FAILURES):
+                counter.labels(t.name)
+
+
+async def _restore_last_roll(store: Store) -> None:
+    """tickvault_archive_last_success_timestamp_seconds from the newest archive_log row
+    (rolled by any process): after a restart, TickvaultArchiveStale judges the last roll,
+    not the start. A failure is logged; the gauge then waits for this process's first roll."""
+    sql = f"SELECT max(written_at) FROM {store.schema}.archive_log"  # noqa: S608 - our identifier
+    try:
+        newest = await store.run(lambda conn: conn.fetchval(sql))
+    except StoreError as exc:
+        log.warning("last roll not read from the archive log (%s)", exc)
+        return
+    metrics.ARCHIVE_LAST_SUCCESS.set(0 if newest is None else newest.timestamp())
+
+
 async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: metrics.Health) -> int:
     """Everything but the metrics endpoint, which the caller serves (see `run`)."""
     stop = stop or asyncio.Event()
@@ -194,9 +226,9 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
             keeper = CacheKeeper(cache, store)
         pipeline = Pipeline(source, store, build_routes(settings), pipeline_config(settings), health, keeper)
         metrics.NEWEST_EVENTS.reset(settings.metrics.max_symbol_series)
-        for table in store.tables:  # every table's series from the start, at 0
-            metrics.ROWS_WRITTEN.labels(table)
-            metrics.ROWS_UNCHANGED.labels(table)
+        series_from_start(settings, store.tables)
+        if settings.archive.enabled:
+            await _restore_last_roll(store)
         observe.watch_pool(store.pool.get_size, store.pool.get_idle_size)
         stack.callback(observe.unwatch_pool)
         probes = await _probes(settings, source, stack)

@@ -28,7 +28,9 @@ from tickvault.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
 RETRY_CAUSES: Final = ("connection", "timeout", "serialization", "deadlock", "other")
-OTHER_SYMBOL: Final = "_other"  # the symbol label of pairs beyond metrics.max_symbol_series
+# the symbol label of pairs beyond metrics.max_symbol_series (and the exchange label of their
+# exchanges that have no pair of their own)
+OTHER_SYMBOL: Final = "_other"
 
 MESSAGES_CONSUMED = Counter(
     "tickvault_messages_consumed_total", "Messages read from the source, by the topic's kind and source",
@@ -62,15 +64,17 @@ BATCH_ROWS = Histogram(
 )  # fmt: skip
 EVENT_LATENCY = Histogram(
     "tickvault_event_latency_seconds",
-    "Commit time minus the record's event time (open_time, updated_at, ts), for a sample of "
-    "the records of each committed batch, by kind",
+    "Commit time minus the record's event time (a kline's close, open_time + interval, or the "
+    "commit time while the candle is open; updated_at; ts), for a sample of the records of "
+    "each committed batch, by kind",
     ["kind"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
 )
 PUBLISH_LATENCY = Histogram(
     "tickvault_publish_latency_seconds",
-    "Commit time minus the broker's append time (Kafka record timestamp, Redis entry id), for "
-    "a sample of the messages of each committed batch, by kind and source",
+    "Commit time minus the message's timestamp: a Redis entry id's time, a Kafka record's "
+    "timestamp (the producer's CreateTime by default, the broker's LogAppendTime on topics set "
+    "so), for a sample of the messages of each committed batch, by kind and source",
     ["kind", "source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
@@ -110,7 +114,8 @@ ARCHIVE_BYTES = Counter(
 )
 ARCHIVE_FAILURES = Counter(
     "tickvault_archive_failures_total",
-    "Partitions whose roll failed and were left for the next round, by table",
+    "Partitions whose roll failed and were left for the next round, by table; a round that "
+    "failed as a whole (PostgreSQL or the catalog unreachable) counts once for each table",
     ["table"],
 )  # fmt: skip
 ARCHIVE_SWEPT_FILES = Counter(
@@ -130,7 +135,8 @@ ARCHIVE_COLD_CHECK_FAILURES = Counter(
     ["table"],
 )
 ARCHIVE_LAST_SUCCESS = Gauge(
-    "tickvault_archive_last_success_timestamp_seconds", "Unix time of the last partition rolled"
+    "tickvault_archive_last_success_timestamp_seconds",
+    "Unix time of the last partition rolled; at start, that of the newest archive_log row",
 )
 STATE_CACHE_FAILURES = Counter(
     "tickvault_state_cache_failures_total",
@@ -174,9 +180,11 @@ for _outcome in ("applied", "stale"):
 class NewestEvents(Collector):
     """tickvault_newest_event_timestamp_seconds: the newest committed event time (unix s) per
     kind, exchange and symbol. The first `max_pairs` (exchange, symbol) pairs seen keep their
-    own series; later pairs fold into symbol="_other" of their exchange, which holds their
-    newest time. `update` runs on the event loop, `collect` in the scrape thread: a kind's
-    dict is replaced, never changed while a scrape may read it."""
+    own series; later pairs fold into symbol="_other" of their exchange when that exchange
+    has a pair of its own, else into exchange="_other", symbol="_other". So a kind has at most
+    max_pairs + (the exchanges of those pairs) + 1 series, however many exchanges come later.
+    `update` runs on the event loop, `collect` in the scrape thread: a kind's dict is
+    replaced, never changed while a scrape may read it."""
 
     def __init__(self, max_pairs: int = 1000) -> None:
         self.reset(max_pairs)
@@ -185,29 +193,36 @@ class NewestEvents(Collector):
         """Forget every series (a daemon starts) and take the cap of its settings."""
         self.max_pairs = max_pairs
         self._pairs: set[str] = set()  # "exchange\tsymbol" with series of their own
+        self._exchanges: set[str] = set()  # the exchanges of those pairs
         self._newest: dict[str, dict[str, dt.datetime]] = {}  # kind → series → newest time
 
-    def update(self, kind: str, newest: Iterable[tuple[str, Any]]) -> None:
-        """Merge a committed batch's (series, record) pairs: the record (with `time`, a UTC
-        datetime) is the batch's newest of its series ("exchange\tsymbol")."""
+    def update(self, kind: str, newest: Iterable[tuple[str, dt.datetime]]) -> None:
+        """Merge a committed batch's (series, time) pairs: the batch's newest event time (a
+        UTC datetime) of each of its series ("exchange\tsymbol")."""
         merged = dict(self._newest.get(kind, ()))
         pairs = self._pairs
-        for series, record in newest:
+        for series, ts in newest:
             if series not in pairs:
-                if len(pairs) < self.max_pairs:
-                    pairs.add(series)
-                else:
-                    series = series.partition("\t")[0] + "\t" + OTHER_SYMBOL
-            ts = record.time
+                series = self._admit(series)
             if series not in merged or ts > merged[series]:
                 merged[series] = ts
         self._newest = {**self._newest, kind: merged}
 
+    def _admit(self, series: str) -> str:
+        """The series a pair not seen before is reported under: its own while under the cap."""
+        exchange = series.partition("\t")[0]
+        if len(self._pairs) < self.max_pairs:
+            self._pairs.add(series)
+            self._exchanges.add(exchange)
+            return series
+        return (exchange if exchange in self._exchanges else OTHER_SYMBOL) + "\t" + OTHER_SYMBOL
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "tickvault_newest_event_timestamp_seconds",
-            "Newest committed event time (unix s), by kind, exchange and symbol; pairs beyond "
-            'metrics.max_symbol_series under symbol="_other"',
+            "Newest committed event time (unix s; a kline's close, or its commit time while "
+            "open), by kind, exchange and symbol; pairs beyond metrics.max_symbol_series under "
+            'symbol="_other" of their exchange, or exchange="_other" for exchanges seen only then',
             labels=["kind", "exchange", "symbol"],
         )
         for kind, newest in self._newest.items():

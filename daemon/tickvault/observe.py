@@ -8,18 +8,25 @@ feed sends) and one dict built from it, both in C; the latency histograms observ
 `len(batch) // SAMPLE_PER_BATCH`-th record (a systematic sample of 8 to 15 records, every
 record of a batch of fewer than 16), so their quantiles estimate those of all records
 without an observation per record.
+
+A kline's event is its close (open_time + interval; the commit time while the candle is
+still open, which its updates report as it goes): a 1h candle published on close is fresh
+then, not an hour old. Its series' newest time is the close of the batch's newest candle
+by open_time (computed for that one candle per series).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
 from tickvault import metrics
+from tickvault.reads.intervals import LENGTH_US, MONTH, from_us, next_open, to_us
 from tickvault.rows import Row
 from tickvault.sources import Message
 
@@ -45,23 +52,42 @@ def committed(
     if not items:
         return
     now_s = time.time()
+    event_time = _event_time(kind, dt.datetime.fromtimestamp(now_s, dt.UTC))
     step = max(1, len(items) // SAMPLE_PER_BATCH)
     event = metrics.EVENT_LATENCY.labels(kind)
     for item in items[::step]:
-        event.observe(now_s - item.time.timestamp())
+        event.observe(now_s - event_time(item).timestamp())
     _observe_publish(kind, messages[::step], now_s)
     if items[0].series:  # kinds without an exchange and a symbol have no series at all
-        metrics.NEWEST_EVENTS.update(kind, _newest(items))
+        newest = [(series, event_time(record)) for series, record in _newest(items)]
+        metrics.NEWEST_EVENTS.update(kind, newest)
 
 
-def _newest(items: Sequence[Any]) -> Iterable[tuple[str, Any]]:
+def _event_time(kind: str, now: dt.datetime) -> Callable[[Any], dt.datetime]:
+    """A record's event time: its `time`; a kline's close, or `now` (the commit time) while
+    the candle is still open."""
+    if kind == "kline":
+        return lambda row: min(candle_close(row), now)
+    return _TIME
+
+
+def candle_close(row: Row) -> dt.datetime:
+    """When a kline row's candle closes: its open_time (`time`) plus its interval (the third
+    field of its COPY text: exchange, symbol, interval, ...); the next month for 1M."""
+    interval = row.text.split("\t", 3)[2]
+    if interval == MONTH:
+        return from_us(next_open(to_us(row.time), MONTH))
+    return row.time + dt.timedelta(microseconds=LENGTH_US[interval])
+
+
+def _newest(items: Sequence[Any]) -> list[tuple[str, Any]]:
     """(series, the newest record of that series) for each series of a batch. Rows carry
     both as tuple fields; records (orders) are read by attribute, not through the `time` and
     `series` properties, which cost a Python call per record."""
     first = items[0]
     if isinstance(first, Row):
         ordered = sorted(items, key=_TIME)  # ties keep their order: the dict takes the last
-        return dict(zip(map(_SERIES, ordered), ordered, strict=True)).items()
+        return list(dict(zip(map(_SERIES, ordered), ordered, strict=True)).items())
     ordered = sorted(items, key=attrgetter(first.TIME_COLUMN))
     newest = dict(zip(map(_EXCHANGE_SYMBOL, ordered), ordered, strict=True))
     return [(f"{exchange}\t{symbol}", record) for (exchange, symbol), record in newest.items()]

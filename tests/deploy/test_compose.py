@@ -5,6 +5,7 @@ that exist in tickvault's code."""
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,11 +151,24 @@ def test_prometheus_and_grafana_mount_the_provisioning(compose: dict[str, Any]) 
 def test_grafana_reads_postgres_as_the_role_the_database_creates(compose: dict[str, Any]) -> None:
     db = compose["services"]["timescaledb"]
     initdb = {v.split(":")[1]: v.split(":")[0] for v in db["volumes"] if v.startswith("/")}
-    assert initdb["/docker-entrypoint-initdb.d"] == str(ROOT / "deploy/compose/initdb")
+    script = "/docker-entrypoint-initdb.d/10-grafana-role.sh"
+    assert initdb[script] == str(ROOT / "deploy/compose/initdb/10-grafana-role.sh")
+    # the directory itself stays the image's: its scripts install TimescaleDB in the database
+    assert "/docker-entrypoint-initdb.d" not in initdb
     grafana = compose["services"]["grafana"]["environment"]
     assert grafana["TICKVAULT_GRAFANA_PG_USER"] == db["environment"]["GRAFANA_PG_USER"]
     assert grafana["TICKVAULT_GRAFANA_PG_PASSWORD"] == db["environment"]["GRAFANA_PG_PASSWORD"]
     assert grafana["TICKVAULT_GRAFANA_PG_USER"] != db["environment"]["POSTGRES_USER"]  # not the owner
+
+
+def test_the_database_is_healthy_only_once_it_listens_on_the_network(compose: dict[str, Any]) -> None:
+    """pg_isready over TCP: on a new volume the entrypoint runs the init scripts against a
+    temporary server listening on the Unix socket only, which a socket probe would pass."""
+    kind, command = compose["services"]["timescaledb"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    args = shlex.split(command)
+    assert args[0] == "pg_isready"
+    assert args[args.index("-h") + 1] == "127.0.0.1"
 
 
 def test_credentials_come_from_the_environment() -> None:

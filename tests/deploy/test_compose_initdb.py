@@ -1,10 +1,12 @@
 """deploy/compose/initdb/10-grafana-role.sh, as the timescaledb image runs it on a new volume,
 against the real PostgreSQL: the role it creates for Grafana reads the tables that
-`tickvault migrate` creates afterwards, and cannot write them."""
+`tickvault migrate` creates afterwards, and cannot write them. Likewise the README's SQL for
+a read-only role in a database that exists already."""
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,20 +14,14 @@ import asyncpg
 import pytest
 
 from tests.conftest import ADMIN_DSN
-from tests.deploy.tools import DEPLOY, run
+from tests.deploy.tools import DEPLOY, ROOT, run
+from tests.helpers import admin
 from tickvault.settings import load_settings
 from tickvault.store import migrate
 
 pytestmark = pytest.mark.integration
 SCRIPT = DEPLOY / "compose/initdb/10-grafana-role.sh"
-
-
-async def admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+README = ROOT / "README.md"
 
 
 @pytest.fixture
@@ -34,12 +30,13 @@ async def names() -> AsyncIterator[dict[str, str]]:
     all dropped afterwards."""
     tag = uuid.uuid4().hex[:8]
     out = {"owner": f"tv_owner_{tag}", "reader": f"tv_grafana_{tag}", "database": f"tv_initdb_{tag}"}
-    await admin(f'CREATE ROLE "{out["owner"]}" LOGIN SUPERUSER')
-    await admin(f'CREATE DATABASE "{out["database"]}" OWNER "{out["owner"]}"')
+    await admin(ADMIN_DSN, f'CREATE ROLE "{out["owner"]}" LOGIN SUPERUSER')
+    await admin(ADMIN_DSN, f'CREATE DATABASE "{out["database"]}" OWNER "{out["owner"]}"')
     yield out
-    await admin(f'DROP DATABASE IF EXISTS "{out["database"]}" WITH (FORCE)')  # and its default privileges
-    await admin(f'DROP ROLE IF EXISTS "{out["reader"]}"')
-    await admin(f'DROP ROLE "{out["owner"]}"')
+    # the database and, with it, its default privileges
+    await admin(ADMIN_DSN, f'DROP DATABASE IF EXISTS "{out["database"]}" WITH (FORCE)')
+    await admin(ADMIN_DSN, f'DROP ROLE IF EXISTS "{out["reader"]}"')
+    await admin(ADMIN_DSN, f'DROP ROLE "{out["owner"]}"')
 
 
 def dsn(role: str, database: str) -> str:
@@ -69,5 +66,34 @@ async def test_the_grafana_role_reads_what_migrate_creates_and_writes_nothing(na
             await reader.execute("DELETE FROM tickvault.klines")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await reader.execute("CREATE TABLE tickvault.grafana_was_here (x int)")
+    finally:
+        await reader.close()
+
+
+def readme_reader_sql(owner: str, reader: str) -> str:
+    """The README's statements that create Grafana's read-only role, for these role names."""
+    text = README.read_text().split("Give Grafana a role that can only read", 1)[1]
+    sql = text.split("```sql\n", 1)[1].split("```", 1)[0]
+    assert "FOR ROLE tickvault " in sql  # the owner's name in the README
+    sql = sql.replace("FOR ROLE tickvault ", f'FOR ROLE "{owner}" ').replace("'…'", "'not-a-real-password'")
+    return re.sub(r"\bgrafana\b", f'"{reader}"', sql)
+
+
+async def test_the_readme_s_reader_role_reads_tables_the_owner_creates_later(names: dict[str, str]) -> None:
+    """Run by an administrator (not the owner): the default privileges must be the owner's,
+    or tables the daemon creates afterwards (partitions, aggregates) stay unreadable."""
+    settings = load_settings(
+        postgres={"dsn": dsn(names["owner"], names["database"]), "create_database": False}
+    )
+    await migrate.upgrade(settings.postgres, "head", settings)
+    await admin(dsn("postgres", names["database"]), readme_reader_sql(names["owner"], names["reader"]))
+    await admin(dsn(names["owner"], names["database"]), "CREATE TABLE tickvault.created_later (x int)")
+
+    reader = await asyncpg.connect(dsn(names["reader"], names["database"]))
+    try:
+        assert await reader.fetchval("SELECT count(*) FROM tickvault.klines") == 0
+        assert await reader.fetchval("SELECT count(*) FROM tickvault.created_later") == 0
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.execute("DELETE FROM tickvault.created_later")
     finally:
         await reader.close()

@@ -5,6 +5,7 @@ metrics endpoint, replicas sharing one consumer group under their own names, no 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,8 @@ def test_probes_and_ports_are_the_metrics_endpoint() -> None:
     assert annotations["prometheus.io/port"] == str(metrics_port())
     service = resources()["Service"]["spec"]
     assert service["ports"] == [{"name": "metrics", "port": metrics_port(), "targetPort": "metrics"}]
+    # scraped while /readyz fails: the metrics of a pod that is not ready say why
+    assert service["publishNotReadyAddresses"] is True
 
 
 def test_resources_security_and_drain() -> None:
@@ -131,4 +134,15 @@ def test_the_disruption_budget_and_service_select_the_pods() -> None:
     pdb = resources()["PodDisruptionBudget"]["spec"]
     assert pdb["selector"]["matchLabels"].items() <= labels.items()
     assert pdb["maxUnavailable"] == 1
+    # a pod stuck not ready (a dependency down) does not block a node drain
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     assert resources()["Service"]["spec"]["selector"].items() <= labels.items()
+
+
+def test_the_service_label_names_the_job_the_rules_select() -> None:
+    """A ServiceMonitor with `jobLabel: app.kubernetes.io/name` (README) names the job after
+    this label: the job TickvaultDown watches."""
+    rules = yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())["groups"][0]["rules"]
+    (down,) = [r["expr"] for r in rules if r.get("alert") == "TickvaultDown"]
+    jobs = set(re.findall(r'job="([^"]+)"', down))
+    assert jobs == {resources()["Service"]["metadata"]["labels"]["app.kubernetes.io/name"]}

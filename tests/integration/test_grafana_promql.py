@@ -33,6 +33,7 @@ from tests import grafana
 from tests.grafana import Context, TimeRange, Variable
 from tests.helpers import (
     TestEnv,
+    admin,
     free_port,
     scrape,
     spawn_daemon,
@@ -162,20 +163,12 @@ def recent(now_ms: int) -> dict[str, list[str]]:
 BAD = [b"{oops", b"[1]", json.dumps({"exchange": "binance"}).encode()]
 
 
-async def _admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @contextlib.asynccontextmanager
 async def failing_env(env: TestEnv) -> AsyncIterator[TestEnv]:
     """A database and streams of its own for daemon "b", removed afterwards: the roller's lock
     is one per database, and b's failing rounds must not keep a's from rolling."""
     database = f"{env.dsn.rsplit('/', 1)[1]}_{env.tag}"
-    await _admin(env.dsn, f'CREATE DATABASE "{database}"')
+    await admin(env.dsn, f'CREATE DATABASE "{database}"')
     other = TestEnv(
         dsn=f"{env.dsn.rsplit('/', 1)[0]}/{database}", schema=env.schema, tag=f"{env.tag}b",
         redis=env.redis, redis_url=env.redis_url,
@@ -186,7 +179,7 @@ async def failing_env(env: TestEnv) -> AsyncIterator[TestEnv]:
         keys = [k async for k in env.redis.scan_iter(match=f"t{other.tag}.*")]
         if keys:
             await env.redis.delete(*keys)
-        await _admin(env.dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin(env.dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 async def publish(env: TestEnv, batches: dict[str, list[str]]) -> None:

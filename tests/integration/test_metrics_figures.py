@@ -13,6 +13,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import platform
+import time
 from typing import Any
 
 import asyncpg
@@ -61,8 +62,11 @@ def order(order_id: str, updated_ms: int) -> str:
     )
 
 
-def kline(symbol: str, open_ms: int) -> str:
-    return json.dumps({**EXAMPLES["kline"], "symbol": symbol, "open_time": open_ms, "close_time": None})
+def kline(symbol: str, open_ms: int, **fields: Any) -> str:
+    """A 1m candle (EXAMPLES), unless `fields` say otherwise."""
+    return json.dumps(
+        {**EXAMPLES["kline"], "symbol": symbol, "open_time": open_ms, "close_time": None, **fields}
+    )
 
 
 def newest(samples: Samples, kind: str) -> dict[tuple[str, str], float]:
@@ -128,7 +132,9 @@ def _flat(times: dict[str, list[int]]) -> list[tuple[str, int]]:
 
 async def test_freshness_cap_folds_later_pairs_into_other(env: TestEnv, daemon: Daemon) -> None:
     """With metrics.max_symbol_series = 2 the first two pairs keep their series; later pairs
-    share symbol="_other" of their exchange, which holds the newest of them."""
+    share symbol="_other" of their exchange, which holds the newest of them; pairs of an
+    exchange seen only after the cap share exchange="_other", however many exchanges come.
+    A 1m candle's time is its close, a minute after its open_time."""
     port = free_port()
     await daemon.start(env.settings(metrics=metrics_on(port, max_symbol_series=2)))
     base_ms = 1_767_225_600_000
@@ -141,12 +147,49 @@ async def test_freshness_cap_folds_later_pairs_into_other(env: TestEnv, daemon: 
     await wait_until(two, 30, 0.1, "two kline series")
     await env.publish("kline", [kline("CCCUSDT", base_ms + 180_000), kline("DDDUSDT", base_ms + 120_000)])
     await env.publish("kline", [kline("AAAUSDT", base_ms + 240_000), kline("CCCUSDT", base_ms - 60_000)])
+    later = [kline("BTCUSDT", base_ms + 300_000, exchange=x) for x in ("okx", "bybit", "kraken")]
+    await env.publish("kline", later)
     await daemon.drain()
     assert newest(await scrape(port), "kline") == {
-        ("binance", "AAAUSDT"): (base_ms + 240_000) / 1000,
-        ("binance", "BBBUSDT"): (base_ms + 60_000) / 1000,
-        ("binance", "_other"): (base_ms + 180_000) / 1000,
+        ("binance", "AAAUSDT"): (base_ms + 300_000) / 1000,
+        ("binance", "BBBUSDT"): (base_ms + 120_000) / 1000,
+        ("binance", "_other"): (base_ms + 240_000) / 1000,
+        ("_other", "_other"): (base_ms + 360_000) / 1000,
     }
+    assert await daemon.stop_all() == [0]
+
+
+async def test_a_kline_s_time_is_its_close_or_now_while_open(env: TestEnv, daemon: Daemon) -> None:
+    """A 1h candle published when it closed is fresh then, not an hour old; an open candle's
+    updates are as fresh as their commit (its close, next month, is still ahead)."""
+    port = free_port()
+    await daemon.start(env.settings(metrics=metrics_on(port)))
+    before = await scrape(port)
+    closed_open_ms = 1_767_225_600_000
+    hour_ms = 3_600_000
+    published_s = time.time()
+    now = dt.datetime.fromtimestamp(published_s, dt.UTC)
+    this_month_ms = int(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+    await env.publish(
+        "kline",
+        [
+            kline("BTCUSDT", closed_open_ms, interval="1h"),
+            kline("ETHUSDT", this_month_ms, interval="1M", closed=False),
+            kline("SOLUSDT", closed_open_ms, interval="1M"),
+        ],
+    )
+    await daemon.drain()
+    samples = await scrape(port)
+    scraped_s = time.time()
+    got = newest(samples, "kline")
+    assert got[("binance", "BTCUSDT")] == (closed_open_ms + hour_ms) / 1000
+    assert got[("binance", "SOLUSDT")] == dt.datetime(2026, 2, 1, tzinfo=dt.UTC).timestamp()
+    assert published_s <= got[("binance", "ETHUSDT")] <= scraped_s
+    # latency from the close: the open candle's is 0 (its close is ahead), not the minutes
+    # since its open_time; the closed ones' are months
+    bucket = "tickvault_event_latency_seconds_bucket"
+    zero = sample(samples, bucket, kind="kline", le="0.01") - sample(before, bucket, kind="kline", le="0.01")
+    assert zero == 1
     assert await daemon.stop_all() == [0]
 
 

@@ -6,8 +6,9 @@ fingerprint checked again), in that order. A crash anywhere leaves either the pa
 (and maybe a committed cold copy, which the merge takes back next time) or the log row and
 no partition: nothing lost, nothing doubled. A failure at any step leaves the partition in
 PostgreSQL, logs the reason, counts it in `tickvault_archive_failures_total`, and the next
-round retries; the other partitions go on. One roller runs at a time across replicas (a
-session advisory lock, held on the round's connection throughout).
+round retries; the other partitions go on. A round that fails as a whole (PostgreSQL
+unreachable, say) counts once for each of its tables. One roller runs at a time across
+replicas (a session advisory lock, held on the round's connection throughout).
 
 Up to `archive.parallel_partitions` partitions of a table are in flight at once: while one
 is sorted, written and verified in worker threads, the next is read from PostgreSQL
@@ -67,8 +68,30 @@ async def roll(
     before now - `older_than_s` (default `archive.hot_retention`), then expire and sweep
     their cold tables (not on a dry run). `now` (UTC, default the clock) is the instant both
     retentions count back from. None when another roller holds the lock. Raises StoreError
-    when PostgreSQL cannot be reached."""
+    when PostgreSQL cannot be reached; a round that raises counts in
+    tickvault_archive_failures_total once for each of its tables (each partition failure
+    was counted where it happened, and did not raise)."""
     metrics.ARCHIVE_RUNS.inc()
+    try:
+        return await _round(settings, older_than_s, tables, dry_run, now)
+    except Exception:
+        for name in table_names(tables):
+            metrics.ARCHIVE_FAILURES.labels(name).inc()
+        raise
+
+
+def table_names(tables: Sequence[str] = ()) -> list[str]:
+    """The time tables a round of `tables` rolls (default: all), in rolling order."""
+    return [t.name for t in TIME_TABLES if not tables or t.name in tables]
+
+
+async def _round(
+    settings: Settings,
+    older_than_s: int | None,
+    tables: Sequence[str],
+    dry_run: bool,
+    now: dt.datetime | None,
+) -> list[Outcome] | None:
     conn = await db.connect(settings.postgres, "roll partitions")
     try:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", ROLL_LOCK_KEY):
@@ -140,7 +163,7 @@ async def _cutoff_of(
 
 async def _upkeep(settings: Settings, tables: Sequence[str], now: dt.datetime) -> None:
     """Expire and sweep each existing cold table; failures are logged and counted only."""
-    names = [t.name for t in TIME_TABLES if not tables or t.name in tables]
+    names = table_names(tables)
     catalog: SqlCatalog | None = None
     try:
         catalog = await asyncio.to_thread(table.open_catalog, settings, pooled=False)

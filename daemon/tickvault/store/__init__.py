@@ -41,6 +41,17 @@ class WriteResult:
     # bot_state: the rows this batch made the latest of their bot (writers.LATEST_COLUMNS)
     latest: list[asyncpg.Record] = field(default_factory=list)
 
+    @classmethod
+    def committed(
+        cls, submitted: int, written: dict[str, int], latest: list[asyncpg.Record] | None = None
+    ) -> WriteResult:
+        """The result of a committed batch of `submitted` records that wrote `written` rows per
+        table: each table's unchanged rows are the rest, never below 0 (a counter cannot go
+        down, and a table's statements could in principle write more rows than there were
+        records)."""
+        unchanged = {table: max(0, submitted - n) for table, n in written.items()}
+        return cls(written=written, unchanged=unchanged, latest=latest or [])
+
     def add(self, other: WriteResult, offset: int) -> None:
         for table, n in other.written.items():
             self.written[table] = self.written.get(table, 0) + n
@@ -146,8 +157,7 @@ class Store:
 
         try:
             written, latest = await self.run(attempt)
-            unchanged = {table: len(items) - n for table, n in written.items()}
-            return WriteResult(written=written, unchanged=unchanged, latest=latest)
+            return WriteResult.committed(len(items), written, latest)
         except RowRejected as exc:
             if len(items) == 1:
                 return WriteResult(rejected=[(0, exc.args[0])])

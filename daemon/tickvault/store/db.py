@@ -21,12 +21,12 @@ T = TypeVar("T")
 ROW_CLASSES: Final = frozenset({"22", "23", "54"})
 # SQLSTATE classes that no retry cures: authorization failure, database does not exist.
 REFUSED_CLASSES: Final = frozenset({"28", "3D"})
-# timezone and DateStyle fix the text of timestamps, which the writers hash to break ties
 # SQLSTATEs (or their class) → the cause of a retry (tickvault_store_retries_total)
 SQLSTATE_CAUSES: Final = {
     "40001": "serialization", "40P01": "deadlock", "57014": "timeout", "08": "connection",
     "57P01": "connection", "57P02": "connection", "57P03": "connection",
 }  # fmt: skip
+# timezone and DateStyle fix the text of timestamps, which the writers hash to break ties
 SERVER_SETTINGS: Final = {"timezone": "UTC", "datestyle": "ISO, MDY", "application_name": "tickvault"}
 
 
@@ -144,8 +144,9 @@ async def run(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable
 class Pinger:
     """A connection of its own that answers `SELECT 1`: whether the server takes work, even
     while every pooled connection is busy. `ping` connects on first use and again after a
-    failure (once, no retries) and raises StoreUnavailable or StoreError; `close` is
-    harmless twice."""
+    failure (once, no retries) and raises StoreUnavailable or StoreError; a ping cancelled
+    (its caller's timeout) drops the connection, which its unanswered query would keep busy,
+    so the next ping starts afresh. `close` is harmless twice."""
 
     def __init__(self, pg: PostgresSettings) -> None:
         self.pg = pg
@@ -162,6 +163,11 @@ class Pinger:
         except (*DRIVER_ERRORS, ValueError) as exc:
             await self.close()
             raise translate(exc) from None
+        except asyncio.CancelledError:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.terminate()
+            raise
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
