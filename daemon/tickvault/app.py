@@ -237,16 +237,39 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
             _report_lag(source, settings.source.kind, settings.metrics.lag_interval_s),
             observe.probe_dependencies(probes, settings.metrics.lag_interval_s),
         ]
-        if keeper is not None:
-            backgrounds.append(keeper.run())  # refills every bot at start, then repairs
+        if keeper is not None:  # refills every bot at start, then repairs; stopped by its event
+            keeper_stop = asyncio.Event()
+            keeping = asyncio.create_task(keeper.run(keeper_stop))
+            stack.push_async_callback(_cancel_and_wait, keeping, keeper_stop)
         if (retention_s := settings.state.history_retention_s) is not None:
             backgrounds.append(_prune_history(store, retention_s, settings.state.prune_interval_s))
-        for background in backgrounds:
-            stack.callback(asyncio.create_task(background).cancel)
         if settings.archive.enabled:
-            stack.callback(asyncio.create_task(_roll_periodically(settings), name="archive").cancel)
+            backgrounds.append(_roll_periodically(settings))
+        for background in backgrounds:  # stopped, and done, before what they use is closed
+            task = asyncio.create_task(background)
+            stack.push_async_callback(_cancel_and_wait, task)
         return await _supervise(pipeline, stop, settings.run.drain_grace_s, health)
     return 1  # pragma: no cover - the exit stack re-raises
+
+
+async def _cancel_and_wait(
+    task: asyncio.Task[None], stop: asyncio.Event | None = None, timeout_s: float = 10.0
+) -> None:
+    """Stop a background task (set `stop`, or else cancel it) and wait, at most `timeout_s`,
+    until it has ended, so the connections it holds are released before the exit stack
+    closes their clients. A task that does not end by its event is cancelled then."""
+    if stop is None:
+        task.cancel()
+    else:
+        stop.set()
+    done, _ = await asyncio.wait([task], timeout=timeout_s)
+    if not done and stop is not None:
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=timeout_s)
+    if not done:
+        log.warning("background task %r did not stop within %.0f s", task.get_coro(), timeout_s)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("background task %r failed: %r", task.get_coro(), task.exception())
 
 
 async def _probes(

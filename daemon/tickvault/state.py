@@ -22,6 +22,7 @@ Redis restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -218,11 +219,14 @@ class CacheKeeper:
         if len(self._dirty) > MAX_DIRTY:
             self._full, self._dirty = True, set()
 
-    async def run(self) -> None:
-        """Refill now, then every `state.refill_interval_s`, until cancelled."""
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Refill now, then every `state.refill_interval_s`, until `stop` is set. Stopped by
+        the event rather than cancelled: a Redis call cancelled while redis-py connects can
+        leave its connection outside the pool, open after the client is closed."""
+        while not stop.is_set():
             await self.repair()
-            await asyncio.sleep(self.cache.settings.refill_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.cache.settings.refill_interval_s)
 
     async def repair(self) -> int:
         """One round: refill what needs it; returns the bots written. Never raises."""
