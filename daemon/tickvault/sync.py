@@ -105,6 +105,8 @@ class SyncVault:
     bot_state_history = _sync(Vault.bot_state_history)
     kline_series = _sync(Vault.kline_series)
     stored_values = _sync(Vault.stored_values)
+    export = _sync(Vault.export)
+    export_table = _sync(Vault.export_table)
 
 
 def connect(config: Settings | Path | str | None = None) -> SyncVault:

@@ -32,6 +32,7 @@ import pyarrow as pa
 from tickvault.bot_states import BotStates
 from tickvault.decimals import canonical
 from tickvault.errors import ConfigError
+from tickvault.export.methods import Exports
 from tickvault.reads import aggregates, klines, tiers
 from tickvault.reads.args import limit_of, symbols_of, window
 from tickvault.reads.columns import SPECS, check_columns
@@ -101,7 +102,7 @@ def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
-class Vault(BotStates, Series, Trading, Writes):
+class Vault(BotStates, Exports, Series, Trading, Writes):
     """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`, `trades`,
     `balances`, `signals`) return a
     `pyarrow.Table` over PostgreSQL and the cold tier together (see tickvault.reads): columns
