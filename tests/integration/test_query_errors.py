@@ -37,7 +37,7 @@ LIMIT = "argument --limit: must be a positive integer, got"
 REPLAY_HELP = "(see 'tickvault dlq replay --help')"
 COMMANDS = (
     "'run', 'migrate', 'check', 'dlq', 'dev', 'query', 'gaps', 'state', 'archive', 'summary', 'import', "
-    "'schemas'"
+    "'export', 'schemas'"
 )
 USAGE_ERRORS = [
     (

@@ -20,6 +20,8 @@ from tickvault.export import pages, tables
 from tickvault.export.writers import FileWriter, format_of, write_all
 from tickvault.reads import klines
 from tickvault.reads.args import window
+from tickvault.reads.columns import SPECS
+from tickvault.reads.intervals import ceil, from_us, to_us
 from tickvault.store import Store
 
 Bound = dt.datetime | int | str | None
@@ -113,14 +115,12 @@ class Exports:
             if any(source != f["interval"] for source in plan_.values()):  # resampled
 
                 async def resampled(a: dt.datetime, b: dt.datetime, limit: int | None) -> pa.Table:
-                    return await self.klines(
-                        f["exchange"],
-                        interval=f["interval"],
-                        start=a,
-                        end=b,
-                        symbols=names,
-                        columns=read_columns,
-                    )
+                    # a bucket belongs to the window its open time is in; none opens in a short one
+                    lo, up = (from_us(ceil(to_us(x), f["interval"])) for x in (a, b))
+                    if lo >= up:
+                        return SPECS["klines"].schema(read_columns).empty_table()
+                    at = {"start": lo, "end": up, "symbols": names, "columns": read_columns}
+                    return await self.klines(f["exchange"], interval=f["interval"], **at)
 
                 return resampled, False, {k: v for k, v in f.items() if k != "interval"}
 

@@ -41,11 +41,12 @@ async def blocks(
     start: dt.datetime,
     end: dt.datetime,
     limited: bool = True,
-    page_rows: int = PAGE_ROWS,
+    page_rows: int | None = None,
 ) -> AsyncIterator[tuple[pa.Table, dt.datetime]]:
     """Every row in [start, end) as (block, instant up to which rows are done), oldest first.
     `limited`: whether `read` honours its limit (a read that may return fewer rows than
     the limit while more exist, e.g. resampled klines, must say False)."""
+    page_rows = page_rows or PAGE_ROWS
     step = max((end - start) / FIRST_WINDOW_PARTS, MIN_WINDOW)
     cap = 2 * page_rows
     a = start

@@ -37,13 +37,13 @@ class Workbook:
     """An .xlsx file at `path` whose sheets are named after `sheet`. `write` Arrow tables
     (decimals and times already text: convert.exact), then `close`."""
 
-    def __init__(self, path: Path, sheet: str, sheet_rows: int = SHEET_ROWS) -> None:
+    def __init__(self, path: Path, sheet: str, sheet_rows: int | None = None) -> None:
         options = {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False}
         self._book = _library().Workbook(str(path), options)
-        self._name, self._sheet_rows = sheet[:25], sheet_rows
+        self._name, self._sheet_rows = sheet[:25], sheet_rows or SHEET_ROWS
         self._sheets = 0
         self._sheet: Any = None
-        self._row = sheet_rows  # the first write opens a sheet
+        self._row = 0
 
     def write(self, block: pa.Table) -> None:
         """Rows of `block` after those written, rolling over to a new sheet when one is full."""
