@@ -22,9 +22,8 @@ from tickvault import decimals
 def decimal_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """A decimal column as canonical positional strings (nulls stay null)."""
     values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    text = pc.cast(values, pa.string())
-    text = pc.replace_substring_regex(text, r"(\.[0-9]*[1-9])0+$", r"\1")
-    text = pc.replace_substring_regex(text, r"\.0+$", "")
+    text = pc.cast(values, pa.string())  # `87012.500000000000000000`, or `1E-18`: fixed below
+    text = pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".")
     exponent = pc.fill_null(pc.match_substring(text, "E"), False)
     if not pc.any(exponent).as_py():
         return text
@@ -39,8 +38,11 @@ def decimal_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 def time_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """A timestamp[us, UTC] column as ISO-8601 strings ending in `Z`."""
     values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    text = pc.strftime(values, format="%Y-%m-%dT%H:%M:%S")  # seconds carry 6 decimals
-    text = pc.replace_substring_regex(text, r"\.000000$", "")
+    # as a naive time (the same UTC value): no time zone lookups, `2026-01-01 00:00:00.000000`
+    text = pc.cast(values.cast(pa.timestamp("us")), pa.string())
+    text = pc.replace_substring(text, " ", "T", max_replacements=1)
+    whole = pc.ends_with(text, ".000000")
+    text = pc.if_else(whole, pc.utf8_slice_codeunits(text, 0, 19), text)
     return pc.binary_join_element_wise(text, pa.scalar("Z"), "")
 
 
