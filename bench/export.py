@@ -19,7 +19,6 @@ per row. The scratch database and files are removed at the end, also after an er
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import os
 import secrets
@@ -33,23 +32,22 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 import runner
 from runner import BenchError
-
 from tickvault.errors import TickvaultError
 from tickvault.records import RECORD_TYPES
-from tickvault.settings import Settings
+from tickvault.settings import Settings, load_settings
 from tickvault.store import migrate, partitions
 from tickvault.store.schema import TIME_TABLES
 from tickvault.vault import Vault
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bulk_import import SCHEMA, scratch_settings  # noqa: E402
-
+SCHEMA = "bench"
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 BATCH_ROWS = 50_000
 DIRECT = """
@@ -76,6 +74,31 @@ def klines(n: int, symbols: Sequence[str]) -> list[tuple[Any, ...]]:
             Decimal(i % 10_007) / 1000, Decimal(i % 1_000_003) / 10**8, i % 500, True,
         ))  # fmt: skip
     return out
+
+
+def scratch_settings(dsn: str, database: str) -> Settings:
+    return load_settings(
+        postgres={
+            "dsn": urlunsplit(urlsplit(dsn)._replace(path="/" + database)), "schema": SCHEMA,
+            "create_database": True,
+        },
+        state={"cache": False},
+        log={"level": "WARNING"},
+    )  # fmt: skip
+
+
+def check_files(scratch: Path, formats: list[str], direct: pa.Table) -> None:
+    """The parquet export equals the direct read, the csv export is query's csv, the jsonl
+    export has a line per row."""
+    if "parquet" in formats and not pq.read_table(scratch / "x.parquet").equals(direct):
+        raise BenchError("the parquet export differs from Vault.klines")
+    if "csv" in formats and (scratch / "x.csv").read_bytes() != (scratch / "q.csv").read_bytes():
+        raise BenchError("the csv export differs from tickvault query's csv")
+    if "jsonl" in formats:
+        with (scratch / "x.jsonl").open("rb") as f:
+            lines = sum(1 for _ in f)
+        if lines != direct.num_rows:
+            raise BenchError(f"the jsonl export has {lines} lines, expected {direct.num_rows}")
 
 
 @dataclass
@@ -151,7 +174,7 @@ class Bench:
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed_s = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
-        out, err = proc.communicate()
+        _, err = proc.communicate()
         if proc.returncode != 0:
             raise BenchError(f"{what}: exit {proc.returncode}: {err.decode().strip()[-500:]}")
         self.figures.append(Figure(what, rows, elapsed_s, usage.ru_maxrss / 1024))  # KiB on Linux
@@ -161,19 +184,8 @@ class Bench:
             direct = await vault.klines("binance", interval="1m", symbols=symbols)
         if direct.num_rows != self.args.rows:
             raise BenchError(f"the direct read gave {direct.num_rows} rows, expected {self.args.rows}")
-        formats = self.args.formats.split(",")
-        if "parquet" in formats and not pq.read_table(self.path("x.parquet")).equals(direct):
-            raise BenchError("the parquet export differs from Vault.klines")
-        if (
-            "csv" in formats
-            and Path(self.path("x.csv")).read_bytes() != Path(self.path("q.csv")).read_bytes()
-        ):
-            raise BenchError("the csv export differs from tickvault query's csv")
-        if "jsonl" in formats:
-            with open(self.path("x.jsonl"), "rb") as f:
-                lines = sum(1 for _ in f)
-            if lines != self.args.rows:
-                raise BenchError(f"the jsonl export has {lines} lines, expected {self.args.rows}")
+        assert self.scratch is not None
+        check_files(self.scratch, self.args.formats.split(","), direct)
 
     def report(self) -> None:
         floor = self.figures[0].peak_mb
