@@ -5,8 +5,8 @@ how fast, against a direct query of the same rows?
 
 One run: --rows 1m klines (--symbols series, consecutive minutes) are COPYed into the
 migrated klines table of a scratch database `tickvault_bench_<token>`; then each command
-below runs in a process of its own, timed, its peak resident memory (ru_maxrss, from wait4)
-recorded:
+below runs in a process of its own, timed, its peak resident memory
+recorded (VmHWM, polled every 20 ms until it exits):
 - `export` of an empty range: the floor (Python, pyarrow, the driver, the CLI);
 - `tickvault export klines … --format F` for each format;
 - the direct reads of the same rows: `Vault.klines(…)` in one call (every row in memory) and
@@ -85,6 +85,16 @@ def scratch_settings(dsn: str, database: str) -> Settings:
         state={"cache": False},
         log={"level": "WARNING"},
     )  # fmt: skip
+
+
+def high_water_kb(pid: int) -> int:
+    """VmHWM of a running process: its peak resident memory since its exec, in KiB (wait4's
+    ru_maxrss would carry over the peak of the bench process that forked it); 0 once gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
 
 
 def check_files(scratch: Path, formats: list[str], direct: pa.Table) -> None:
@@ -171,13 +181,15 @@ class Bench:
         command = [sys.executable, *(["-m", "tickvault"] if module else []), *args]
         started = time.perf_counter()
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak_kb = 0
+        while proc.poll() is None:
+            peak_kb = max(peak_kb, high_water_kb(proc.pid))
+            time.sleep(0.02)
         elapsed_s = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         _, err = proc.communicate()
         if proc.returncode != 0:
             raise BenchError(f"{what}: exit {proc.returncode}: {err.decode().strip()[-500:]}")
-        self.figures.append(Figure(what, rows, elapsed_s, usage.ru_maxrss / 1024))  # KiB on Linux
+        self.figures.append(Figure(what, rows, elapsed_s, peak_kb / 1024))
 
     async def check(self, settings: Settings, symbols: list[str]) -> None:
         async with Vault.connect(settings) as vault:
