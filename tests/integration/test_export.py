@@ -130,6 +130,12 @@ async def test_cli_csv_is_what_query_prints_and_a_range_and_resample_apply(
     assert len(lines) == 1 + 3 * 6 * 3 - 3  # 4h candles (from 1h) of 3 days less the first
     assert target.read_text() == printed
     assert out.startswith(f"{len(lines) - 1} klines to {target} (")
+    # weeks open on Mondays: the first (open) one opens before the first stored candle
+    weekly = [*series[:-1], "1w"]
+    code, _, _ = await cli(["export", *weekly, "--output", str(target)], capsys)
+    code, printed, _ = await cli(["query", *weekly, "--format", "csv"], capsys)
+    assert printed.splitlines()[1].split(",")[:4] == ["okx", "BTC-USDT", "1w", "2025-12-29T00:00:00Z"]
+    assert target.read_text() == printed
 
 
 async def test_bot_state_history_and_an_empty_range(env: TestEnv, tmp_path: Path) -> None:

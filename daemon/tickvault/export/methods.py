@@ -21,7 +21,7 @@ from tickvault.export.writers import FileWriter, format_of, write_all
 from tickvault.reads import klines
 from tickvault.reads.args import window
 from tickvault.reads.columns import SPECS
-from tickvault.reads.intervals import ceil, from_us, to_us
+from tickvault.reads.intervals import LENGTH_US, MONTH, ORIGIN_US, ceil, from_us, to_us
 from tickvault.store import Store
 
 Bound = dt.datetime | int | str | None
@@ -83,6 +83,9 @@ class Exports:
         found = await self._store.run(
             lambda conn: tables.bounds(conn, self._schema, p, bound_filters, lower, upper)
         )
+        if found is not None and not limited:  # resampled: from the bucket of the first candle
+            first = from_us(floor(to_us(found[0]), p.filters["interval"]))
+            found = (max(first, lower) if lower else first, found[1])
         writer = FileWriter(path, fmt, sheet=table)
         try:
             if found is not None:
@@ -168,6 +171,14 @@ async def _write_blocks(
         if pending is not None and not pending.done():
             await asyncio.wait([pending])  # the thread still writes: let it finish before the abort
         raise
+
+
+def floor(us: int, interval: str) -> int:
+    """The last open time of `interval` at or before `us` (reads.intervals' grid)."""
+    if interval == MONTH:
+        return to_us(from_us(us).replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+    length, origin = LENGTH_US[interval], ORIGIN_US.get(interval, 0)
+    return origin + (us - origin) // length * length
 
 
 def _report(progress: Progress | None, rows: int, done: float) -> None:
