@@ -8,17 +8,21 @@ import asyncio
 import csv
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import TestEnv
+from tests.helpers import TestEnv, stop_process, wait_until
 from tests.integration.test_archive import SYMBOLS, T0_MS
 from tests.integration.test_cli import Result, tickvault
 from tests.integration.test_query_errors import error
@@ -27,6 +31,8 @@ from tests.integration.test_reads_tiers import rolled
 from tickvault.errors import ColdFileError, ConfigError
 from tickvault.export import pages, xlsx
 from tickvault.export.writers import FORMATS
+from tickvault.store import migrate, partitions
+from tickvault.store.schema import TIME_TABLES
 from tickvault.vault import Vault
 
 EXPORT_HELP = "(see 'tickvault export --help')"
@@ -140,8 +146,6 @@ async def test_cli_csv_is_what_query_prints_and_a_range_and_resample_apply(
 
 async def test_bot_state_history_and_an_empty_range(env: TestEnv, tmp_path: Path) -> None:
     settings = env.settings()
-    from tickvault.store import migrate
-
     await migrate.upgrade(settings.postgres)
     async with Vault.connect(settings) as vault:
         for i in range(5):
@@ -206,6 +210,46 @@ async def test_cancelled_or_failed_export_leaves_no_file(
     assert left(tmp_path, "broken*") == []
 
 
+def spawn(env: TestEnv, *args: str) -> subprocess.Popen[bytes]:
+    """`tickvault ARGS` in a process of its own, with the test's settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TICKVAULT_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tickvault", *args],
+        env=base | env.environ(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def test_ctrl_c_leaves_no_file(env: TestEnv, tmp_path: Path) -> None:
+    """SIGINT while `tickvault export` writes: exit 130, neither FILE nor FILE.partial."""
+    settings = env.settings()
+    await migrate.upgrade(settings.postgres)
+    days = 200
+    first = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        pg = settings.postgres
+        parts = await partitions.detect(conn, env.schema, pg.partition_interval_days, pg.partitions_ahead)
+        await parts.ensure(conn, TIME_TABLES[0], {first + dt.timedelta(days=d) for d in range(days)})
+        await conn.execute(
+            f"INSERT INTO {env.schema}.klines (exchange, symbol, interval, open_time, close_time, open, "  # noqa: S608
+            "high, low, close, volume, closed) SELECT 'binance', 'BTCUSDT', '1m', t, "
+            "t + interval '59.999 s', 87000.5, 87100.25, 86900, 87050.75, 12.5, true "
+            "FROM generate_series($1::timestamptz, $2::timestamptz, interval '1 minute') AS t",
+            first, first + dt.timedelta(days=days, minutes=-1),
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    target = tmp_path / "cut.jsonl"
+    proc = spawn(env, "export", "klines", "--exchange", "binance", "-o", str(target))
+    try:
+        partial = target.with_name("cut.jsonl.partial")
+        await wait_until(lambda: asyncio.to_thread(partial.exists), interval_s=0.01, what="cut.jsonl.partial")
+    finally:
+        code = stop_process(proc, signal.SIGINT)
+    assert code == 130  # stopped while writing 288,000 rows
+    assert left(tmp_path, "cut*") == []
+
+
 def test_excel_rolls_over_to_new_sheets_and_needs_its_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -253,8 +297,6 @@ def test_excel_rolls_over_to_new_sheets_and_needs_its_extra(
     ],
 )  # fmt: skip
 async def test_bad_arguments_are_one_line(env: TestEnv, args: tuple[str, ...], code: int, line: str) -> None:
-    from tickvault.store import migrate
-
     await migrate.upgrade(env.settings().postgres)
     result: Result = await tickvault(env, *args)
     prefix = "tickvault: error: "

@@ -104,8 +104,8 @@ class Exports:
         if p.table == "bot_state":
 
             async def history(a: dt.datetime, b: dt.datetime, limit: int | None) -> pa.Table:
-                return await self._store.run(
-                    lambda conn: tables.bot_state_rows(conn, self._schema, p, a, b, limit)
+                return await _whole(
+                    self._store.run(lambda conn: tables.bot_state_rows(conn, self._schema, p, a, b, limit))
                 )
 
             return history, True, p.filters
@@ -123,12 +123,12 @@ class Exports:
                     if lo >= up:
                         return SPECS["klines"].schema(read_columns).empty_table()
                     at = {"start": lo, "end": up, "symbols": names, "columns": read_columns}
-                    return await self.klines(f["exchange"], interval=f["interval"], **at)
+                    return await _whole(self.klines(f["exchange"], interval=f["interval"], **at))
 
                 return resampled, False, {k: v for k, v in f.items() if k != "interval"}
 
         async def rows(a: dt.datetime, b: dt.datetime, limit: int | None) -> pa.Table:
-            return await self._read(p.table, f, a, b, limit, read_columns, False)
+            return await _whole(self._read(p.table, f, a, b, limit, read_columns, False))
 
         return rows, True, f
 
@@ -143,6 +143,26 @@ class Exports:
         if isinstance(data, pa.Table):
             data = data.to_batches(max_chunksize=pages.PAGE_ROWS)
         return await asyncio.to_thread(write_all, data, path, fmt, schema)
+
+
+async def _whole(read: Awaitable[pa.Table]) -> pa.Table:
+    """`read`, run to its end even when the export is cancelled (Ctrl-C), which then waits for
+    it: cancelling asyncpg's COPY OUT mid-stream can leave its pool broken
+    (MagicStack/asyncpg#240), and a read left running would outlive the vault's connections.
+    One window's read is short."""
+    task = asyncio.ensure_future(read)
+    task.add_done_callback(_retrieve)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Take the outcome of a read whose export was cancelled (nobody awaits it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _write_blocks(
