@@ -115,6 +115,13 @@ async def test_each_format_equals_a_direct_read_across_tiers(
             )
             assert n == fills.num_rows > 100
             assert_same(tmp_path / f"f.{fmt}", fmt, fills)
+        # the other readers: orders (hot only) and every order update (hot and cold)
+        orders = await vault.orders(exchange="okx")
+        events = await vault._read("order_events", {}, None, None, None, None, False)
+        assert await vault.export("orders", tmp_path / "o.parquet", exchange="okx") == orders.num_rows > 0
+        assert await vault.export("order_events", tmp_path / "e.parquet") == events.num_rows > orders.num_rows
+    assert pq.read_table(tmp_path / "o.parquet").equals(orders)
+    assert pq.read_table(tmp_path / "e.parquet").equals(events)
     assert want.column("open_time")[0].as_py() == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # cold
     assert pq.read_table(tmp_path / "klines.parquet").equals(want)  # decimal128(38, 18), timestamp[us, UTC]
 
