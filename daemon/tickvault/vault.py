@@ -7,6 +7,8 @@ tickvault.series) read PostgreSQL and the cold tier in one call and return a
 `load_bot_state`/`bot_states`/`bot_state_history` return `BotState`
 records; `load_bot_state` reads the Redis cache first (tickvault.state) and falls back to
 PostgreSQL. `save_bot_state` writes like the daemon: the same validation and writer.
+`export`/`export_table` write a range of a time table, or a result in hand, to a file
+(tickvault.export).
 
 Decimals are exact: Arrow `decimal128(38, 18)` in tables (`.to_pylist()` gives Decimals at
 scale 18; `tickvault.decimals.canonical` drops the padding), and in records their canonical
