@@ -338,13 +338,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     import_command.add_arguments(imp)
     imp.set_defaults(handler=import_command.run)
-    exp = sub.add_parser(
-        "export", parents=[common], help="write a time table over a range to csv, jsonl, parquet or xlsx",
-        description="Rows of a time table in [--start, --end), hot and cold, oldest first, to FILE in "
-        "bounded memory; FILE appears only once complete. See 'Export' in the README.",
-    )  # fmt: skip
-    export_command.add_arguments(exp)
-    exp.set_defaults(handler=export_command.run)
+    export_command.add_command(sub, common)
     sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
     sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
     sch.set_defaults(handler=None)

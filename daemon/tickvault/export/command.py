@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Final
+from typing import Any, Final
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
@@ -25,6 +25,17 @@ from tickvault.vault import Vault
 
 NAMES: Final = NOUNS | {"order_events": ("order event", "order events"), "bot_state": NOUNS["bot_state"]}
 OPTIONS: Final = ("exchange", "symbol", "symbols", "interval", "bot_id", "account", "asset", "strategy")
+
+
+def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register `export` on the CLI's sub-parsers (`common`: the shared --config)."""
+    parser = sub.add_parser(
+        "export", parents=[common], help="write a time table over a range to csv, jsonl, parquet or xlsx",
+        description="Rows of a time table in [--start, --end), hot and cold, oldest first, to FILE in "
+        "bounded memory; FILE appears only once complete. See 'Export' in the README.",
+    )  # fmt: skip
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
