@@ -27,6 +27,7 @@ from tickvault.errors import ConfigError
 from tickvault.export import convert
 
 FORMATS: Final = ("csv", "jsonl", "parquet", "xlsx")
+SLICE_ROWS: Final = 10_000  # rows turned into Python objects at once (csv, jsonl, xlsx)
 SUFFIXES: Final = {
     ".csv": "csv",
     ".jsonl": "jsonl",
@@ -81,17 +82,25 @@ class FileWriter:
         """Append the rows of `block` (nothing happens for an empty one but the header)."""
         if self.fmt == "parquet":
             self._write_parquet(block)
-        elif self.fmt == "xlsx":
-            self._xlsx.write(convert.exact(block))
+        else:
+            if self.fmt == "csv":
+                self._header(block.column_names)
+            # text formats go through Python objects: a slice at a time keeps them few
+            for start in range(0, block.num_rows, SLICE_ROWS):
+                self._write_text(block.slice(start, SLICE_ROWS))
+            if self.fmt == "xlsx" and block.num_rows == 0:
+                self._xlsx.write(block)  # the header of an empty export
+        self.rows += block.num_rows
+
+    def _write_text(self, rows: pa.Table) -> None:
+        if self.fmt == "xlsx":
+            self._xlsx.write(convert.exact(rows))
         elif self.fmt == "csv":
-            self._header(block.column_names)
-            text = convert.text(block)
+            text = convert.text(rows)
             self._csv.writerows(zip(*(c.to_pylist() for c in text.columns), strict=True))
         else:
             assert self._stream is not None
-            if block.num_rows:
-                self._stream.write(self._encoder.encode_lines(convert.exact(block).to_pylist()).decode())
-        self.rows += block.num_rows
+            self._stream.write(self._encoder.encode_lines(convert.exact(rows).to_pylist()).decode())
 
     def _header(self, names: list[str]) -> None:
         if not self._headed:
