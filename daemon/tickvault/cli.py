@@ -5,7 +5,7 @@ environment variables. Errors print one line on stderr, `tickvault: error: …`,
 usage errors (an unknown option, a missing or malformed argument) print one such line that
 points at the command's `--help`, and exit 2. `query` lives in query.py, `gaps` in gaps.py,
 `state` in state_command.py, `archive` in archive/command.py, `summary` in trading/command.py,
-`import` in importer/command.py, `demo` in demo_command.py.
+`import` in importer/command.py, `demo` in demo_command.py, `export` in export/command.py.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tickvault import gaps as gaps_command
 from tickvault import query as query_command
 from tickvault.archive import command as archive_command
 from tickvault.errors import SourceUnavailable, TickvaultError
+from tickvault.export import command as export_command
 from tickvault.importer import command as import_command
 from tickvault.query import count, join, positive_int
 from tickvault.records import EXAMPLES, json_schemas
@@ -44,6 +45,7 @@ log = logging.getLogger("tickvault")
 CONNECT_RETRIES_BY_COMMAND = {
     "check": 0, "query": 2, "gaps": 2, "dlq": 2, "archive": 2, "state": 2, "summary": 2, "import": 2,
     **dict.fromkeys(repository_command.COMMANDS, 2),
+    "export": 2,
 }  # fmt: skip
 
 
@@ -347,6 +349,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     import_command.add_arguments(imp)
     imp.set_defaults(handler=import_command.run)
+    export_command.add_command(sub, common)
     repository_command.add_commands(sub, common)  # models, configs, backtests: repository/
     sch = sub.add_parser("schemas", help="write the JSON Schema and an example of every message kind")
     sch.add_argument("--out", default="schemas", help="directory (default: schemas)")
@@ -366,7 +369,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit code. Usage errors exit 2 through SystemExit, as argparse does."""
     args = _parser().parse_args(argv)
-    if args.command == "query" and (problem := query_command.usage_problem(args)):
+    checks = {"query": query_command.usage_problem, "export": export_command.usage_problem}
+    if (check := checks.get(args.command)) and (problem := check(args)):
         args.usage.error(problem)
     try:
         if args.command == "schemas":

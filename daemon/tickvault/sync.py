@@ -128,6 +128,8 @@ class SyncVault:
     compare_backtests = _sync(Vault.compare_backtests)
     delete_backtest = _sync(Vault.delete_backtest)
     cleanup_backtests = _sync(Vault.cleanup_backtests)
+    export = _sync(Vault.export)
+    export_table = _sync(Vault.export_table)
 
 
 def connect(config: Settings | Path | str | None = None) -> SyncVault:

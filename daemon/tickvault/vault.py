@@ -7,6 +7,8 @@ tickvault.series) read PostgreSQL and the cold tier in one call and return a
 `load_bot_state`/`bot_states`/`bot_state_history` return `BotState`
 records; `load_bot_state` reads the Redis cache first (tickvault.state) and falls back to
 PostgreSQL. `save_bot_state` writes like the daemon: the same validation and writer.
+`export`/`export_table` write a range of a time table, or a result in hand, to a file
+(tickvault.export).
 
 Decimals are exact: Arrow `decimal128(38, 18)` in tables (`.to_pylist()` gives Decimals at
 scale 18; `tickvault.decimals.canonical` drops the padding), and in records their canonical
@@ -32,6 +34,7 @@ import pyarrow as pa
 from tickvault.bot_states import BotStates
 from tickvault.decimals import canonical
 from tickvault.errors import ConfigError
+from tickvault.export.methods import Exports
 from tickvault.reads import aggregates, klines, tiers
 from tickvault.reads.args import limit_of, symbols_of, window
 from tickvault.reads.columns import SPECS, check_columns
@@ -102,7 +105,7 @@ def _distinct_sql(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
-class Vault(BacktestUpkeep, BotStates, Series, Trading, Writes):
+class Vault(BacktestUpkeep, BotStates, Exports, Series, Trading, Writes):
     """The read API. Time-series reads (`klines`, `fills`, `orders`, `order_history`, `trades`,
     `balances`, `signals`) return a
     `pyarrow.Table` over PostgreSQL and the cold tier together (see tickvault.reads): columns

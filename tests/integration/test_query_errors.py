@@ -37,7 +37,7 @@ LIMIT = "argument --limit: must be a positive integer, got"
 REPLAY_HELP = "(see 'tickvault dlq replay --help')"
 COMMANDS = (
     "'run', 'migrate', 'check', 'dlq', 'dev', 'demo', 'query', 'gaps', 'state', 'archive', 'summary', "
-    "'import', 'models', 'configs', 'backtests', 'schemas'"
+    "'import', 'export', 'models', 'configs', 'backtests', 'schemas'"
 )
 USAGE_ERRORS = [
     (
