@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import pyarrow as pa
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from tickvault import decimals
 from tickvault.errors import ConfigError
@@ -150,3 +152,14 @@ class Output:
                 handle.close()
         if self._partial is not None:
             self._partial.unlink(missing_ok=True)
+
+
+def progress_bar(disable: bool) -> Progress:
+    """The rich progress bar of long commands (import, export), on stderr: a description,
+    the bar, the share done, rows written and their rate (task fields `rows` and `rate`), the
+    time left; off when `disable`, gone from the terminal once finished."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("{task.fields[rows]} rows, {task.fields[rate]:.0f}/s"), TimeRemainingColumn(),
+        console=Console(file=sys.stderr), disable=disable, transient=True,
+    )  # fmt: skip

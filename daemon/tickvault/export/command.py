@@ -13,11 +13,9 @@ import sys
 import time
 from typing import Any, Final
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-
 from tickvault.export.tables import FILTERS, TABLES
 from tickvault.export.writers import FORMATS
+from tickvault.output import progress_bar
 from tickvault.query import NOUNS, comma_list, count, join, time_arg
 from tickvault.records import INTERVALS
 from tickvault.settings import Settings
@@ -79,7 +77,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     filters = {o: getattr(args, o) for o in OPTIONS}
     started = time.perf_counter()
     quiet = args.quiet or not sys.stderr.isatty()
-    with _progress(quiet) as bar:
+    with progress_bar(quiet) as bar:
         task = bar.add_task(args.table, total=1.0, rows=0, rate=0.0)
 
         def progress(rows: int, done: float) -> None:
@@ -95,11 +93,3 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     rate = rows / elapsed_s if elapsed_s > 0 else 0.0
     print(f"{count(rows, *NAMES[args.table])} to {args.output} ({elapsed_s:.1f} s, {rate:.0f} rows/s)")
     return 0
-
-
-def _progress(disable: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-        TextColumn("{task.fields[rows]} rows, {task.fields[rate]:.0f}/s"), TimeRemainingColumn(),
-        console=Console(file=sys.stderr), disable=disable, transient=True,
-    )  # fmt: skip

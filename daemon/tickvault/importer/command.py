@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from tickvault.errors import ConfigError
 from tickvault.importer import binance, jsonl, parquet
 from tickvault.importer.chunk import Chunk
 from tickvault.importer.files import FORMATS, expand, format_of, size_of
 from tickvault.importer.load import Counts, Loader
+from tickvault.output import progress_bar
 from tickvault.query import count, positive_int
 from tickvault.records import INTERVALS, KINDS
 from tickvault.settings import Settings
@@ -138,7 +138,7 @@ async def _load(
     loader.counts.files = len(files)
     parts = chunks(files, settings, args)
     quiet = args.quiet or not sys.stderr.isatty()
-    with _progress(quiet) as progress, _logs_above(progress):
+    with progress_bar(quiet) as progress, _logs_above(progress):
         task = progress.add_task("", total=sum(f.size for f in files) or 1, rows=0, rate=0)
         started, done, name = time.perf_counter(), 0, ""
         with _Reader(parts, max(2, 2 * args.batch_rows // CHUNK_ROWS)) as reader:
@@ -219,14 +219,6 @@ def _logs_above(progress: Progress) -> Iterator[None]:
     finally:
         for handler, stream in moved:
             handler.setStream(stream)
-
-
-def _progress(disable: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-        TextColumn("{task.fields[rows]} rows, {task.fields[rate]:.0f}/s"), TimeRemainingColumn(),
-        console=Console(file=sys.stderr), disable=disable, transient=True,
-    )  # fmt: skip
 
 
 def summary(counts: Counts, elapsed_s: float) -> str:
