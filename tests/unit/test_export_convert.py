@@ -44,3 +44,13 @@ def test_tiny_and_round_decimals() -> None:
 def test_times_as_iso_utc(values: list[dt.datetime | None]) -> None:
     column = pa.array(values, pa.timestamp("us", tz="UTC"))
     assert convert.time_text(column).to_pylist() == [None if v is None else text(v) for v in values]
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(-(10**9), 10**9)), max_size=40), st.integers(0, 4))
+def test_decimals_of_any_scale_keep_their_integer_digits(values: list[int | None], scale: int) -> None:
+    """export_table takes any Arrow result: a scale-0 column (`Decimal("100")`) has no
+    fraction to trim, so `100` stays `100` and `0` stays `0`."""
+    typed = [None if v is None else Decimal(v).scaleb(-scale) for v in values]
+    column = pa.array(typed, pa.decimal128(18, scale))
+    expected = [None if v is None else decimals.text(v) for v in typed]
+    assert convert.decimal_text(column).to_pylist() == expected

@@ -23,7 +23,9 @@ def decimal_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """A decimal column as canonical positional strings (nulls stay null)."""
     values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     text = pc.cast(values, pa.string())  # `87012.500000000000000000`, or `1E-18`: fixed below
-    text = pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".")
+    trimmed = pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".")
+    # only a fraction's zeros: `100` of a scale-0 column keeps its own
+    text = pc.if_else(pc.match_substring(text, "."), trimmed, text)
     exponent = pc.fill_null(pc.match_substring(text, "E"), False)
     if not pc.any(exponent).as_py():
         return text
