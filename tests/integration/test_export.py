@@ -31,6 +31,7 @@ from tests.integration.test_reads_tiers import rolled
 from tickvault.errors import ColdFileError, ConfigError
 from tickvault.export import pages, xlsx
 from tickvault.export.writers import FORMATS
+from tickvault.records import EXAMPLES
 from tickvault.store import migrate, partitions
 from tickvault.store.schema import TIME_TABLES
 from tickvault.vault import Vault
@@ -309,3 +310,40 @@ async def test_bad_arguments_are_one_line(env: TestEnv, args: tuple[str, ...], c
     prefix = "tickvault: error: "
     assert error(result, code) == prefix + line
     assert left(Path(), "x.*") == []
+
+
+async def test_orders_updated_during_an_export_are_written_once(
+    env: TestEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order's row moves in time when it is updated: read in windows, an order written in
+    the first block and then updated to a later time was written again from a later window."""
+    settings = env.settings()
+    await migrate.upgrade(settings.postgres)
+    monkeypatch.setattr(pages, "PAGE_ROWS", 5)  # windows of a few orders, as a big table has
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    orders = [
+        EXAMPLES["order"] | {"order_id": f"o{i:03}", "client_order_id": f"c{i:03}",
+                             "updated_at": (t0 + dt.timedelta(minutes=i)).isoformat()}
+        for i in range(120)
+    ]  # fmt: skip
+    moved: list[asyncio.Task[str]] = []
+
+    async def move_first_order() -> str:  # updated now: its row goes to the end of the range
+        conn = await asyncpg.connect(env.dsn)
+        try:
+            later = t0 + dt.timedelta(minutes=118, seconds=30)
+            sql = f"UPDATE {env.schema}.orders SET updated_at = $1 WHERE order_id = 'o000'"  # noqa: S608
+            return str(await conn.execute(sql, later))
+        finally:
+            await conn.close()
+
+    def progress(rows: int, done: float) -> None:
+        if not moved:
+            moved.append(asyncio.get_running_loop().create_task(move_first_order()))
+
+    async with Vault.connect(settings) as vault:
+        await vault.save_orders(orders)
+        n = await vault.export("orders", tmp_path / "orders.csv", progress=progress)
+    assert await moved[0] == "UPDATE 1"
+    ids = [r["order_id"] for r in read_back(tmp_path / "orders.csv", "csv")]
+    assert n == len(ids) == 120 and sorted(ids) == [f"o{i:03}" for i in range(120)]

@@ -89,7 +89,10 @@ class Exports:
         writer = FileWriter(path, fmt, sheet=table)
         try:
             if found is not None:
-                blocks = pages.blocks(read, p.time_column, found[0], found[1], limited)
+                if p.table in pages.WHOLE_TABLES:
+                    blocks = pages.whole(read, found[0], found[1])
+                else:
+                    blocks = pages.blocks(read, p.time_column, found[0], found[1], limited)
                 await _write_blocks(writer, blocks, p, found, progress)
             await asyncio.to_thread(writer.close, p.schema)
         except BaseException:

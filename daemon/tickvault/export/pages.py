@@ -2,7 +2,8 @@
 
 Each block is one read of a time window [a, b) over both tiers (tickvault.reads: one row per
 key under the roll's rules, in time order). Every time table's key holds its time column,
-so a key lies in exactly one window, and the blocks joined are the rows of one read of the
+so a key lies in exactly one window (orders, whose rows move in time as they are updated,
+are read whole instead: `whole`), and the blocks joined are the rows of one read of the
 whole range, in the same order — without ever holding more than a window's rows.
 
 Windows adapt: the next one is sized from the rows per second of the last (at most twice as
@@ -33,6 +34,21 @@ Read = Callable[[dt.datetime, dt.datetime, int | None], Awaitable[pa.Table]]
 def _next_step(step: dt.timedelta, rows: int, page_rows: int) -> dt.timedelta:
     factor = min(2.0, max(1 / 16, page_rows / max(rows, 1)))
     return max(step * factor, MIN_WINDOW)
+
+
+# tables whose rows change their time in place (an order's updated_at), so that a key is not
+# bound to one window: read whole, in one statement (one snapshot)
+WHOLE_TABLES: Final = frozenset({"orders"})
+
+
+async def whole(
+    read: Read, start: dt.datetime, end: dt.datetime
+) -> AsyncIterator[tuple[pa.Table, dt.datetime]]:
+    """Every row in [start, end) in one read, as one block. For WHOLE_TABLES: read in
+    windows, an order updated during the export could be written twice (in an earlier window
+    and again in a later one) or not at all (moved past the end); one statement sees each
+    order once, as it was at that moment. Memory is that of the whole range's rows."""
+    yield await read(start, end, None), end
 
 
 async def blocks(
