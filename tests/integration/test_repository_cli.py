@@ -53,6 +53,12 @@ async def test_models_commands(env: TestEnv, tmp_path: Path) -> None:
         env, "models", "load", "signal", "--alias", "live", "--output", str(out), archive=archive
     )
     assert loaded.code == 0 and out.read_bytes() == b"onnx weights"
+    for target, reason in (
+        ("/nonexistent-dir/x", "No such file or directory"),
+        (f"{out}/x", "Not a directory"),
+    ):
+        unwritable = await tickvault(env, "models", "load", "signal", "--output", target, archive=archive)
+        assert error(unwritable, 1) == f"tickvault: error: cannot write {target}: {reason}"
     pack = tmp_path / "signal.tar.gz"
     packed = await tickvault(env, "models", "package", "signal", "--output", str(pack), archive=archive)
     assert packed.code == 0, packed.lines
