@@ -132,13 +132,27 @@ async def test_backtests_commands(env: TestEnv, tmp_path: Path) -> None:
     async with Vault.connect(env.settings(archive=archive)) as v:
         await v.save_model("signal", "3", b"w", framework="onnx")
         await v.save_backtest("grid", run_id="run-a", metrics={"sharpe": 1.91}, model=("signal", "3"))
-        await v.save_backtest("grid", run_id="run-b", metrics={"sharpe": 1.2, "max_drawdown": 0.08})
+        await v.save_strategy_config("grid", {"levels": 3})
+        await v.save_backtest(
+            "grid", run_id="run-b", metrics={"sharpe": 1.2, "max_drawdown": 0.08}, config=("grid", 1)
+        )
     listed = await tickvault(
         env, "backtests", "list", "--model", "signal:3", "--format", "jsonl", archive=archive
     )
     assert [json.loads(line)["run_id"] for line in listed.out] == ["run-a"] and listed.err == [
         "1 backtest run"
     ]
+    by_config = await tickvault(
+        env, "backtests", "list", "--strategy-config", "grid:1", "--format", "jsonl", archive=archive
+    )
+    assert [json.loads(line)["run_id"] for line in by_config.out] == ["run-b"], by_config.lines
+    other = await tickvault(env, "backtests", "list", "--strategy-config", "grid:2", archive=archive)
+    assert other.code == 0 and other.err == ["0 backtest runs"]
+    bad = await tickvault(env, "backtests", "list", "--strategy-config", "grid:v1", archive=archive)
+    assert error(bad, 2) == (
+        "tickvault: error: argument --strategy-config: config version must be a positive integer, "
+        "got 'grid:v1' (see 'tickvault backtests list --help')"
+    )
     shown = await tickvault(env, "backtests", "show", "run-a", "--format", "jsonl", archive=archive)
     assert json.loads(shown.out[0])["model"] == "signal:3"
     compared = await tickvault(
