@@ -123,6 +123,12 @@ async def test_configs_commands(env: TestEnv, tmp_path: Path) -> None:
     assert [line.split(",")[:2] for line in listed.out] == [["name", "version"], ["grid", "2"], ["grid", "1"]]
     missing = await tickvault(env, "configs", "show", "grid", "--version", "7", archive=archive)
     assert error(missing, 1) == "tickvault: error: no version 7 of config grid; stored versions: 1 to 2"
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"risk": {"stop": 1E+999999999}}')
+    refused = await tickvault(env, "configs", "save", "grid", str(huge), archive=archive)
+    assert error(refused, 1) == (
+        "tickvault: error: config.risk.stop: number 1E+999999999 is out of range (exponent beyond ±1000)"
+    )
     conflict = await tickvault(env, "configs", "save", "grid", str(second), "--version", "1", archive=archive)
     assert "config grid version 1 is already stored with another document" in error(conflict, 1)
 
