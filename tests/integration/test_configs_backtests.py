@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.integration.test_models import blob_files, flip_byte, repo  # noqa: F
 from tickvault.errors import BlobTooLarge, ConfigError, CorruptBlob, NotFound, VersionConflict
 from tickvault.repository.backtests import DataRange
 from tickvault.repository.configs import Change
+from tickvault.repository.values import canonical_json
 from tickvault.settings import Settings
 from tickvault.vault import Vault
 
@@ -78,6 +80,12 @@ async def test_bad_configs_are_refused(repo: Settings, env: TestEnv, tmp_path: P
             await v.save_strategy_config("grid", {"risk": {"stop": float("nan")}})
         with pytest.raises(ConfigError, match="config must be a JSON object"):
             await v.save_strategy_config("grid", [1, 2])  # type: ignore[arg-type]
+        for huge in ("1E+999999999", "-1.5E-999999999"):  # refused before being written out
+            with pytest.raises(ConfigError, match=re.escape(f"config.x: number {huge} is out of range")):
+                await v.save_strategy_config("grid", {"x": Decimal(huge)})
+        assert canonical_json({"x": Decimal("-1E+1000"), "y": Decimal("1E-1000")}, "c") == (
+            '{"x":-1' + "0" * 1000 + ',"y":0.' + "0" * 999 + "1}"
+        )
         with pytest.raises(ConfigError, match="set is not a JSON value"):
             await v.save_strategy_config("grid", {"a": {1, 2}})
         with pytest.raises(ConfigError, match="invalid config version 0"):

@@ -347,3 +347,27 @@ async def test_orders_updated_during_an_export_are_written_once(
     assert await moved[0] == "UPDATE 1"
     ids = [r["order_id"] for r in read_back(tmp_path / "orders.csv", "csv")]
     assert n == len(ids) == 120 and sorted(ids) == [f"o{i:03}" for i in range(120)]
+
+
+async def test_unwritable_output_is_one_line(env: TestEnv, tmp_path: Path) -> None:
+    """A file in the way of the directory, a directory in the way of the final rename, a
+    full disk (the partial file is /dev/full): one error line, exit 1, nothing left."""
+    await migrate.upgrade(env.settings().postgres)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    (tmp_path / "dir.csv").mkdir()
+    (tmp_path / "full.csv.partial").symlink_to("/dev/full")
+    prefix = "tickvault: error: cannot write "
+    for target, reason in (
+        (blocker / "x.csv", "Not a directory"),
+        (
+            blocker / "x.parquet",
+            f"Failed to open local file '{blocker}/x.parquet.partial'. Detail: [errno 20] Not a directory",
+        ),
+        (tmp_path / "dir.csv", "Is a directory"),
+        (tmp_path / "full.csv", "No space left on device"),
+    ):
+        result: Result = await tickvault(env, "export", "fills", "-o", str(target))
+        assert error(result, 1) == f"{prefix}{target}: {reason}"
+    assert sorted(p.name for p in os.scandir(tmp_path)) == ["blocker", "dir.csv"]
+    assert list(os.scandir(tmp_path / "dir.csv")) == []

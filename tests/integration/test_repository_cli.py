@@ -53,6 +53,12 @@ async def test_models_commands(env: TestEnv, tmp_path: Path) -> None:
         env, "models", "load", "signal", "--alias", "live", "--output", str(out), archive=archive
     )
     assert loaded.code == 0 and out.read_bytes() == b"onnx weights"
+    for target, reason in (
+        ("/nonexistent-dir/x", "No such file or directory"),
+        (f"{out}/x", "Not a directory"),
+    ):
+        unwritable = await tickvault(env, "models", "load", "signal", "--output", target, archive=archive)
+        assert error(unwritable, 1) == f"tickvault: error: cannot write {target}: {reason}"
     pack = tmp_path / "signal.tar.gz"
     packed = await tickvault(env, "models", "package", "signal", "--output", str(pack), archive=archive)
     assert packed.code == 0, packed.lines
@@ -117,6 +123,12 @@ async def test_configs_commands(env: TestEnv, tmp_path: Path) -> None:
     assert [line.split(",")[:2] for line in listed.out] == [["name", "version"], ["grid", "2"], ["grid", "1"]]
     missing = await tickvault(env, "configs", "show", "grid", "--version", "7", archive=archive)
     assert error(missing, 1) == "tickvault: error: no version 7 of config grid; stored versions: 1 to 2"
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"risk": {"stop": 1E+999999999}}')
+    refused = await tickvault(env, "configs", "save", "grid", str(huge), archive=archive)
+    assert error(refused, 1) == (
+        "tickvault: error: config.risk.stop: number 1E+999999999 is out of range (exponent beyond ±1000)"
+    )
     conflict = await tickvault(env, "configs", "save", "grid", str(second), "--version", "1", archive=archive)
     assert "config grid version 1 is already stored with another document" in error(conflict, 1)
 
@@ -126,13 +138,27 @@ async def test_backtests_commands(env: TestEnv, tmp_path: Path) -> None:
     async with Vault.connect(env.settings(archive=archive)) as v:
         await v.save_model("signal", "3", b"w", framework="onnx")
         await v.save_backtest("grid", run_id="run-a", metrics={"sharpe": 1.91}, model=("signal", "3"))
-        await v.save_backtest("grid", run_id="run-b", metrics={"sharpe": 1.2, "max_drawdown": 0.08})
+        await v.save_strategy_config("grid", {"levels": 3})
+        await v.save_backtest(
+            "grid", run_id="run-b", metrics={"sharpe": 1.2, "max_drawdown": 0.08}, config=("grid", 1)
+        )
     listed = await tickvault(
         env, "backtests", "list", "--model", "signal:3", "--format", "jsonl", archive=archive
     )
     assert [json.loads(line)["run_id"] for line in listed.out] == ["run-a"] and listed.err == [
         "1 backtest run"
     ]
+    by_config = await tickvault(
+        env, "backtests", "list", "--strategy-config", "grid:1", "--format", "jsonl", archive=archive
+    )
+    assert [json.loads(line)["run_id"] for line in by_config.out] == ["run-b"], by_config.lines
+    other = await tickvault(env, "backtests", "list", "--strategy-config", "grid:2", archive=archive)
+    assert other.code == 0 and other.err == ["0 backtest runs"]
+    bad = await tickvault(env, "backtests", "list", "--strategy-config", "grid:v1", archive=archive)
+    assert error(bad, 2) == (
+        "tickvault: error: argument --strategy-config: config version must be a positive integer, "
+        "got 'grid:v1' (see 'tickvault backtests list --help')"
+    )
     shown = await tickvault(env, "backtests", "show", "run-a", "--format", "jsonl", archive=archive)
     assert json.loads(shown.out[0])["model"] == "signal:3"
     compared = await tickvault(

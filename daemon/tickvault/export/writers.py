@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -79,7 +81,19 @@ class FileWriter:
             raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def write(self, block: pa.Table) -> None:
-        """Append the rows of `block` (nothing happens for an empty one but the header)."""
+        """Append the rows of `block` (nothing happens for an empty one but the header).
+        Raises ConfigError when the file cannot be written (a full disk, permissions)."""
+        with self._writing():
+            self._write(block)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:  # a full disk, permissions, a directory in the way of the rename
+            raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+    def _write(self, block: pa.Table) -> None:
         if self.fmt == "parquet":
             self._write_parquet(block)
         else:
@@ -114,18 +128,20 @@ class FileWriter:
             try:
                 self._parquet = pq.ParquetWriter(str(self.partial), block.schema, compression="zstd")
             except OSError as exc:
-                raise ConfigError(f"cannot write {self.path}: {exc}") from None
+                raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         self._parquet.write_table(block)
 
     def close(self, schema: pa.Schema) -> None:
         """Finish the file and move it into place; an export of no rows still gets the
-        columns of `schema` (a CSV header, a Parquet schema, an Excel header row)."""
+        columns of `schema` (a CSV header, a Parquet schema, an Excel header row).
+        Raises ConfigError when the file cannot be finished or moved into place."""
         if self._done:
             return
         if self.rows == 0 and self.fmt != "jsonl":
             self.write(schema.empty_table())
-        self._release()
-        os.replace(self.partial, self.path)
+        with self._writing():
+            self._release()
+            os.replace(self.partial, self.path)
         self._done = True
 
     def abort(self) -> None:
@@ -135,8 +151,11 @@ class FileWriter:
         self._done = True
         try:
             self._release()
+        except OSError:
+            pass  # the file goes anyway; the error that made us abort is the one to tell
         finally:
-            self.partial.unlink(missing_ok=True)
+            with suppress(FileNotFoundError, NotADirectoryError):  # never created
+                self.partial.unlink()
 
     def _release(self) -> None:
         parquet, stream, xlsx = self._parquet, self._stream, self._xlsx

@@ -20,7 +20,8 @@ mismatch raises CorruptBlob before anything is returned (`copy_to` writes to
 
 Everything here is synchronous (pyarrow.fs is): the repositories call it in worker threads.
 OSError from the filesystem (unreachable S3, a full disk, permissions) is raised as
-RepositoryError naming the operation, never the credentials.
+RepositoryError naming the operation, never the credentials; `copy_to`'s local destination
+that cannot be written, as ConfigError naming it.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
 import pyarrow.fs as pafs
 
-from tickvault.errors import BlobTooLarge, CorruptBlob, NotFound, RepositoryError
+from tickvault.errors import BlobTooLarge, ConfigError, CorruptBlob, NotFound, RepositoryError
 from tickvault.settings import Settings
 
 CHUNK_BYTES: Final = 8 * 1024 * 1024
@@ -184,15 +185,20 @@ class BlobStore:
 
     def copy_to(self, blob: Blob, dest: Path, what: str) -> None:
         """Write the blob to the local file `dest`, through `dest.partial`, renamed only
-        when the whole blob was read and matched its checksum."""
+        when the whole blob was read and matched its checksum. Raises ConfigError when
+        `dest` cannot be written (no such directory, permissions, a full disk), CorruptBlob,
+        RepositoryError for the store's side."""
         partial = dest.with_name(dest.name + ".partial")
         try:
             with self._reading(blob, what) as chunks, partial.open("wb") as out:
                 for chunk in chunks:
                     out.write(chunk)
             os.replace(partial, dest)
-        except BaseException:
-            partial.unlink(missing_ok=True)
+        except BaseException as exc:
+            with suppress(FileNotFoundError, NotADirectoryError):  # never created
+                partial.unlink()
+            if isinstance(exc, OSError):  # the store's errors are RepositoryError by now
+                raise ConfigError(f"cannot write {dest}: {exc.strerror or exc}") from None
             raise
 
     def check(self, blob: Blob, what: str) -> str | None:

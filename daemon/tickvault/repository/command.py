@@ -54,9 +54,20 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _lineage(text: str) -> str | tuple[str, str]:
-    """argparse type: NAME or NAME:VERSION (names never hold `:`)."""
+    """argparse type: NAME or NAME:VERSION of a model (names never hold `:`)."""
     name, _, version = text.partition(":")
     return (name, version) if version else name
+
+
+def _config_lineage(text: str) -> str | tuple[str, int]:
+    """argparse type: NAME or NAME:VERSION of a strategy config, VERSION an integer >= 1."""
+    name, _, version = text.partition(":")
+    if not version:
+        return name
+    try:
+        return name, positive_int(version)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"config version must be a positive integer, got {text!r}") from None
 
 
 def _fmt() -> argparse.ArgumentParser:
@@ -88,7 +99,10 @@ def _backtest_arguments(parser: argparse.ArgumentParser, common: argparse.Argume
     lst.add_argument("--strategy", help="only this strategy's runs")
     lst.add_argument("--model", type=_lineage, metavar="NAME[:VERSION]", help="only runs of this model")
     lst.add_argument(
-        "--strategy-config", type=_lineage, metavar="NAME[:VERSION]", help="only runs of this strategy config"
+        "--strategy-config",
+        type=_config_lineage,
+        metavar="NAME[:VERSION]",
+        help="only runs of this strategy config",
     )
     lst.add_argument("--since", type=time_arg, help="saved at or after; ISO-8601 with offset or epoch ms")
     lst.add_argument("--until", type=time_arg, help="saved before; ISO-8601 with offset or epoch ms")

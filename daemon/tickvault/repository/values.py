@@ -10,6 +10,8 @@ name is a registry key and, in a package, the member name after a fixed director
 
 JSON (config documents, metadata, metrics). An object of str keys and JSON values: str,
 int, bool, None, finite float or Decimal, lists, objects; nested at most MAX_DEPTH deep.
+A Decimal's leading digit lies within 10^±MAX_EXPONENT (`1E+999999999` would otherwise be
+written out as a billion digits before any size limit could refuse it).
 Its canonical text (`canonical_json`) has sorted keys, no spaces and numbers in
 tickvault's canonical decimal form (tickvault.decimals: floats by their shortest repr,
 trailing zeros removed, positional), so equal documents have equal text and sha256.
@@ -32,6 +34,7 @@ from tickvault.records import dump_json
 
 NAME_PATTERN: Final = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 MAX_DEPTH: Final = 64
+MAX_EXPONENT: Final = 1000  # |Decimal.adjusted()|: at most ~1000 digits beyond those given
 SHA256_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
 
 
@@ -78,6 +81,8 @@ def _number(node: float | Decimal, path: str) -> int | Decimal:
     finite = math.isfinite(node) if isinstance(node, float) else node.is_finite()
     if not finite:
         raise ConfigError(f"{path}: non-finite number {node} (NaN and Infinity are refused)")
+    if isinstance(node, Decimal) and node and abs(node.adjusted()) > MAX_EXPONENT:
+        raise ConfigError(f"{path}: number {node} is out of range (exponent beyond ±{MAX_EXPONENT})")
     value = canonical(Decimal(repr(node)) if isinstance(node, float) else node)
     return int(value) if value.as_tuple().exponent == 0 else value
 
