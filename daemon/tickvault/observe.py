@@ -66,8 +66,9 @@ def committed(
 def _event_time(kind: str, now: dt.datetime) -> Callable[[Any], dt.datetime]:
     """A record's event time: its `time`; a kline's close, or `now` (the commit time) while
     the candle is still open."""
-    if kind == "kline":
-        return lambda row: min(candle_close(row), now)
+    if kind == "kline":  # a candle opening at or after now closes later: now (and no date overflow
+        # for one opening at the end of the calendar)
+        return lambda row: now if row.time >= now else min(candle_close(row), now)
     return _TIME
 
 
