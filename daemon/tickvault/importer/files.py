@@ -74,18 +74,25 @@ def lines(path: Path) -> Iterator[Line]:
     member to the next; Binance's archives hold one CSV). Line ends (LF or CRLF) removed;
     blank lines skipped but counted. Raises ImportFailed when the file cannot be read."""
     try:
-        if path.suffix.lower() == ".zip":
-            with _zip(path) as archive:
-                number = 0
-                for info in archive.infolist():
-                    if not info.is_dir():
-                        with archive.open(info) as member:
-                            number = yield from _numbered(member, number)
-        else:
-            with path.open("rb") as file:
-                yield from _numbered(file, 0)
+        number = 0
+        for stream in _streams(path):
+            number = yield from _numbered(stream, number)
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ImportFailed(f"{path}: cannot be read: {exc}") from exc
+
+
+def _streams(path: Path) -> Iterator[IO[bytes]]:
+    """The file opened for reading, or each member of a zip archive in turn (directories
+    skipped); each is closed when the next is asked for."""
+    if path.suffix.lower() == ".zip":
+        with _zip(path) as archive:
+            for info in archive.infolist():
+                if not info.is_dir():
+                    with archive.open(info) as member:
+                        yield member
+    else:
+        with path.open("rb") as file:
+            yield file
 
 
 def _zip(path: Path) -> zipfile.ZipFile:
@@ -111,16 +118,9 @@ def blocks(path: Path, size: int) -> Iterator[tuple[int, bytes]]:
     them). Every block ends with b"\\n" (added after a last line that has none). Raises
     ImportFailed when the file cannot be read."""
     try:
-        if path.suffix.lower() == ".zip":
-            with _zip(path) as archive:
-                number = 0
-                for info in archive.infolist():
-                    if not info.is_dir():
-                        with archive.open(info) as member:
-                            number = yield from _blocks(member, size, number)
-        else:
-            with path.open("rb") as file:
-                yield from _blocks(file, size, 0)
+        number = 0
+        for stream in _streams(path):
+            number = yield from _blocks(stream, size, number)
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ImportFailed(f"{path}: cannot be read: {exc}") from exc
 
