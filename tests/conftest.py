@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from tests.fault import report as fault_report
 from tests.helpers import Daemon, KafkaBroker, TestEnv, admin, free_port, private_postgres
 from tickvault.settings import Settings
 
@@ -32,6 +33,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+        if "fault" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.fault)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = fault_report.summary_lines()
+    if lines:
+        terminalreporter.section("fault suite: messages sent, lost, duplicated")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)
