@@ -1,0 +1,419 @@
+"""Fault suite: PostgreSQL restarted, down for a minute, and slow, while messages keep coming.
+
+The daemon runs as `python -m tickvault run` against a PostgreSQL cluster of the tests' own
+(`private_pg`), with a small backlog so that a fault fills it within seconds. Memory is the
+daemon's resident set from /proc (VmHWM: the peak, so no sample can miss it). Each scenario
+ends with every message stored exactly once and equal, Decimal for Decimal, to what was
+sent, and records its figures (tests/fault/report.py).
+
+In CI each scenario runs on one source (the outage and restarts on Redis Streams, the slow
+database on Kafka); the long mode (TICKVAULT_FAULT_ROUNDS) runs each on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.fault import report
+from tests.helpers import (
+    SOURCES,
+    PrivatePostgres,
+    Samples,
+    TestEnv,
+    free_port,
+    http_get,
+    kill_process,
+    sample,
+    scrape,
+    spawn_daemon,
+    stop_process,
+    wait_until,
+)
+from tests.integration import workload
+from tickvault.records import RECORD_TYPES
+
+LONG = bool(os.environ.get(report.ROUNDS_ENV))
+OUTAGE_S = 60  # the issue's figure: a minute without PostgreSQL
+LOCK_S = 15  # how long the slow-database scenario holds its locks
+BACKLOG_ROWS = 5_000  # batch.max_backlog_rows
+READ_COUNT = 500  # redis.read_count / kafka.max_poll_records
+# the daemon's peak RSS may grow by this much during a fault in which far more than the
+# backlog is published (tens of MB of JSON text that, held in the daemon, would take hundreds)
+RSS_GROWTH_LIMIT_BYTES = 64 * 1024 * 1024
+LOCKED_TABLES = ("klines", "orders", "order_events", "fills", "bot_state")
+
+
+def sources(ci: str) -> list[str]:
+    """The sources a scenario runs on: `ci` in CI, both in the long mode."""
+    return SOURCES if LONG else [ci]
+
+
+@pytest.fixture
+async def pg_env(env: TestEnv, private_pg: PrivatePostgres) -> AsyncIterator[TestEnv]:
+    """The test's environment on a database of the private cluster, which the test may stop."""
+    name = f"fault_{uuid.uuid4().hex[:8]}"
+    await _admin(private_pg.dsn, f'CREATE DATABASE "{name}"')
+    env.dsn = private_pg.dsn.rsplit("/", 1)[0] + "/" + name
+    yield env
+    if not await _pg_up(private_pg.dsn):
+        await asyncio.to_thread(private_pg.start)
+    await _admin(private_pg.dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _pg_up(dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=2)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+@dataclass
+class Watched:
+    """A daemon subprocess with its metrics endpoint on `port`."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def peak_rss_bytes(self) -> int:
+        """VmHWM: the highest resident set the process has had since it started."""
+        return proc_status_bytes(self.proc.pid, "VmHWM")
+
+    def metrics(self) -> Samples:
+        return scrape(self.port)
+
+    def status(self, path: str) -> int:
+        return http_get(self.port, path)[0]
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+def proc_status_bytes(pid: int, field: str) -> int:
+    """A size field (kB) of /proc/<pid>/status, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+def backlog_bound(env: TestEnv) -> int:
+    """The most messages the daemon may hold read but unacknowledged (README, Delivery
+    guarantees): the backlog limit, plus on Redis one read's count per stream."""
+    return BACKLOG_ROWS + (READ_COUNT * len(env.topics) if env.source == "redis" else 0)
+
+
+@contextlib.contextmanager
+def watched_daemon(env: TestEnv, log: Path, **sections: dict[str, Any]) -> Iterator[Watched]:
+    """`tickvault run` with a small backlog and its metrics on a free port; killed and reaped
+    at the end if the test has not stopped it."""
+    port = free_port()
+    settings: dict[str, dict[str, Any]] = {
+        "batch": {"max_rows": 1000, "max_age_s": 0.05, "max_backlog_rows": BACKLOG_ROWS},
+        "redis": {"read_count": READ_COUNT},
+        "kafka": {"max_poll_records": READ_COUNT},
+        "metrics": {"enabled": True, "host": "127.0.0.1", "port": port, "lag_interval_s": 1},
+        "postgres": {"retry_max_backoff_s": 2},
+    }
+    for name, values in sections.items():
+        settings[name] = {**settings.get(name, {}), **values}
+    proc = spawn_daemon(env, log, **settings)
+    try:
+        yield Watched(proc, port, log)
+    finally:
+        kill_process(proc)
+
+
+async def until_ready(daemon: Watched, timeout_s: float = 60) -> None:
+    async def ready() -> bool:
+        if not daemon.alive():
+            raise AssertionError(f"daemon exited: {daemon.tail()}")
+        try:
+            return await asyncio.to_thread(daemon.status, "/readyz") == 200
+        except OSError:
+            return False
+
+    await wait_until(ready, timeout_s, 0.1, "the daemon to be ready")
+
+
+async def until_settled(env: TestEnv, daemon: Watched, timeout_s: float = 240) -> None:
+    async def settled() -> bool:
+        if not daemon.alive():
+            raise AssertionError(f"daemon exited: {daemon.tail()}")
+        return await env.unsettled() == 0
+
+    await wait_until(settled, timeout_s, 0.3, f"every message to be committed (log: {daemon.log})")
+
+
+def parts(w: workload.Workload, *fractions: float) -> list[dict[str, list[str]]]:
+    """`w`'s payloads cut into consecutive parts of each kind, by cumulative `fractions`."""
+    out, start = [], dict.fromkeys(w.payloads, 0)
+    for upto in (*fractions, 1.0):
+        part = {}
+        for kind, payloads in w.payloads.items():
+            end = round(len(payloads) * upto)
+            part[kind], start[kind] = payloads[start[kind] : end], end
+        out.append(part)
+    return out
+
+
+async def publish(env: TestEnv, part: dict[str, list[str]], steps: int = 1, pause_s: float = 0.0) -> None:
+    """Publish `part` in `steps` slices of every kind, pausing `pause_s` after each."""
+    for i in range(steps):
+        for kind, payloads in part.items():
+            n = len(payloads)
+            await env.publish(kind, payloads[i * n // steps : (i + 1) * n // steps])
+        if pause_s:
+            await asyncio.sleep(pause_s)
+
+
+@dataclass
+class Observed:
+    """What the endpoints said while a fault lasted, sampled about twice a second."""
+
+    healthz: set[int] = field(default_factory=set)
+    readyz: list[tuple[int, str]] = field(default_factory=list)  # status and body, per sample
+    postgres_up: list[float] = field(default_factory=list)
+    backlog_max: float = 0.0
+    # (seconds into the fault, tickvault_messages_consumed_total over all kinds), per sample
+    consumed: list[tuple[float, float]] = field(default_factory=list)
+    exited: bool = False
+
+    def consumed_since(self, start_s: float) -> set[float]:
+        """The distinct consumed totals sampled from `start_s` into the fault on."""
+        return {total for t, total in self.consumed if t >= start_s}
+
+
+async def observe(daemon: Watched, seconds: float, interval_s: float = 0.5) -> Observed:
+    """Sample /healthz, /readyz and /metrics for `seconds`, or until the daemon exits."""
+    seen = Observed()
+    started = time.monotonic()
+    while (elapsed_s := time.monotonic() - started) < seconds:
+        if not daemon.alive():
+            seen.exited = True
+            break
+        seen.healthz.add(await asyncio.to_thread(daemon.status, "/healthz"))
+        code, body = await asyncio.to_thread(http_get, daemon.port, "/readyz")
+        seen.readyz.append((code, body.strip()))
+        samples = await asyncio.to_thread(daemon.metrics)
+        seen.postgres_up.append(sample(samples, "tickvault_dependency_up", dependency="postgres"))
+        seen.backlog_max = max(seen.backlog_max, sample(samples, "tickvault_backlog_rows"))
+        seen.consumed.append((elapsed_s, sample(samples, "tickvault_messages_consumed_total")))
+        await asyncio.sleep(interval_s)
+    return seen
+
+
+@dataclass
+class Tally:
+    """Stored rows against a workload: keys missing, keys stored twice, rows that differ."""
+
+    lost: int = 0
+    duplicated: int = 0
+    differing: int = 0
+
+
+async def stored_rows(env: TestEnv, kind: str) -> list[dict[str, Any]]:
+    """Every row of `kind`'s table, with the record's columns (bot state parsed exactly)."""
+    table, _ = workload.KEYS[kind]
+    columns = ", ".join(f'"{c}"' for c in RECORD_TYPES[kind].COLUMNS)
+    rows = [dict(r) for r in await env.fetch(f"SELECT {columns} FROM {{s}}.{table}")]  # noqa: S608
+    if kind == "bot_state":
+        for row in rows:
+            row["state"] = json.loads(row["state"], parse_float=Decimal)
+    return rows
+
+
+def compare(kind: str, expected: dict[tuple[Any, ...], dict[str, Any]], rows: list[dict[str, Any]]) -> Tally:
+    """`rows` of `kind` against the rows the workload must produce (Decimals by value)."""
+    _, key = workload.KEYS[kind]
+    keys = [tuple(r[k] for k in key) for r in rows]
+    by_key = dict(zip(keys, rows, strict=True))
+    lost = len(expected.keys() - by_key.keys())
+    differing = sum(1 for k, row in expected.items() if k in by_key and by_key[k] != row)
+    return Tally(lost, len(keys) - len(by_key), differing)
+
+
+async def tally(env: TestEnv, w: workload.Workload) -> Tally:
+    """Lost, duplicated and differing rows over every kind of `w`, plus the order history
+    (one event per order update sent) and any dead letter (counted as lost)."""
+    total = Tally()
+    for kind, expected in w.expected.items():
+        t = compare(kind, expected, await stored_rows(env, kind))
+        total.lost, total.duplicated, total.differing = (
+            total.lost + t.lost, total.duplicated + t.duplicated, total.differing + t.differing
+        )  # fmt: skip
+    events = await env.count("order_events")
+    total.lost += max(0, len(w.expected["order"]) - events) + await env.count("dead_letters")
+    total.duplicated += max(0, events - len(w.expected["order"]))
+    return total
+
+
+def record_and_check(scenario: str, rounds: int, w: workload.Workload, t: Tally, detail: str) -> None:
+    report.record(report.FaultFigures(scenario, rounds, w.total(), t.lost, t.duplicated, detail))
+    assert (t.lost, t.duplicated, t.differing) == (0, 0, 0), t
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
+async def klines_stored(env: TestEnv) -> int:
+    try:
+        return await env.count("klines")
+    except asyncpg.UndefinedTableError:
+        return 0
+
+
+@pytest.mark.parametrize("source", sources("redis"), indirect=True)
+async def test_postgres_restarts_mid_ingest(
+    pg_env: TestEnv, private_pg: PrivatePostgres, tmp_path: Path
+) -> None:
+    """PostgreSQL stopped (immediate: as if it crashed) and started again while messages are
+    being published and written, once per round: the daemon reconnects by itself."""
+    env, n = pg_env, report.rounds(2)
+    w = workload.build(klines=8_000 * n, orders=1_000 * n, fills=1_000 * n, states=200 * n, seed=19)
+    with watched_daemon(env, tmp_path / "daemon.log") as daemon:
+        await until_ready(daemon)
+        for chunk in parts(w, *(i / n for i in range(1, n))):
+            before = await klines_stored(env)
+            publishing = asyncio.create_task(publish(env, chunk, steps=8, pause_s=0.2))
+
+            async def writing(floor: int = before) -> bool:
+                return await klines_stored(env) > floor
+
+            await wait_until(writing, 60, 0.02, "rows of this round to arrive")
+            await asyncio.to_thread(private_pg.stop)
+            await asyncio.to_thread(private_pg.start)
+            await publishing
+        await until_settled(env, daemon)
+        await until_ready(daemon)
+        retries = sample(await asyncio.to_thread(daemon.metrics), "tickvault_store_retries_total")
+        assert stop_process(daemon.proc) == 0
+    t = await tally(env, w)
+    detail = f"{env.source}; {retries:.0f} write retries; exited 0"
+    record_and_check(f"postgres restart ({env.source})", n, w, t, detail)
+
+
+@pytest.mark.parametrize("source", sources("redis"), indirect=True)
+async def test_a_minute_without_postgres(
+    pg_env: TestEnv, private_pg: PrivatePostgres, tmp_path: Path
+) -> None:
+    """PostgreSQL down for OUTAGE_S while far more than the backlog is published: the daemon
+    stays up and live, is not ready, reports PostgreSQL down, holds at most its backlog (the
+    rest waits in the broker, the resident set stays put), and resumes by itself."""
+    env = pg_env
+    w = workload.build(klines=150_000, orders=10_000, fills=10_000, states=2_000, seed=60)
+    warm, during, after = parts(w, 0.1, 0.9)
+    with watched_daemon(env, tmp_path / "daemon.log") as daemon:
+        await until_ready(daemon)
+        await publish(env, warm)  # at once: the backlog fills up here already
+        await until_settled(env, daemon)
+        rss_before = daemon.peak_rss_bytes()
+
+        await asyncio.to_thread(private_pg.stop)
+        publishing = asyncio.create_task(publish(env, during, steps=20, pause_s=1.0))
+        seen = await observe(daemon, OUTAGE_S)
+        await publishing
+        waiting = await env.unsettled()
+        rss_peak = daemon.peak_rss_bytes() if daemon.alive() else 0
+        await asyncio.to_thread(private_pg.start)
+
+        await publish(env, after)
+        await until_settled(env, daemon)
+        await until_ready(daemon)
+
+        async def postgres_up() -> bool:
+            samples = await asyncio.to_thread(daemon.metrics)
+            return sample(samples, "tickvault_dependency_up", dependency="postgres") == 1
+
+        await wait_until(postgres_up, 30, 0.2, "the probe to see PostgreSQL again")
+        assert stop_process(daemon.proc) == 0
+    t = await tally(env, w)
+    detail = (
+        f"{env.source}; {OUTAGE_S} s down; {sum(len(p) for p in during.values())} published meanwhile; "
+        f"backlog max {seen.backlog_max:.0f}; RSS peak +{mib(rss_peak - rss_before)} "
+        f"({mib(rss_peak)})"
+    )
+    record_and_check(f"postgres outage {OUTAGE_S} s ({env.source})", 1, w, t, detail)
+
+    assert not seen.exited
+    assert seen.healthz == {200}  # live throughout: nothing to restart
+    last_code, last_body = seen.readyz[-1]
+    assert (last_code, last_body) == (503, "not ready: postgres unavailable")
+    assert seen.postgres_up[-1] == 0
+    assert seen.backlog_max <= backlog_bound(env)
+    assert waiting >= sum(len(p) for p in during.values()) - backlog_bound(env)  # held by the broker
+    assert len(seen.consumed_since(OUTAGE_S - 20)) == 1  # reading paused
+    assert rss_peak - rss_before < RSS_GROWTH_LIMIT_BYTES
+
+
+@pytest.mark.parametrize("source", sources("kafka"), indirect=True)
+async def test_a_slow_database_pauses_reading(pg_env: TestEnv, tmp_path: Path) -> None:
+    """Every table the workload writes locked (ACCESS EXCLUSIVE) for LOCK_S while a burst many
+    times the backlog is published at full speed: flushes wait, reading pauses at the
+    backlog, the broker holds the rest, memory stays put; then everything lands once."""
+    env = pg_env
+    w = workload.build(klines=60_000, orders=4_000, fills=4_000, states=1_000, seed=21)
+    warm, burst = parts(w, 0.1)
+    with watched_daemon(env, tmp_path / "daemon.log") as daemon:
+        await until_ready(daemon)
+        await publish(env, warm)
+        await until_settled(env, daemon)
+        rss_before = daemon.peak_rss_bytes()
+
+        locker = await asyncpg.connect(env.dsn)
+        try:
+            async with locker.transaction():
+                tables = ", ".join(f"{env.schema}.{t}" for t in LOCKED_TABLES)
+                await locker.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+                publishing = asyncio.create_task(publish(env, burst))
+                seen = await observe(daemon, LOCK_S)
+                await publishing
+                waiting = await env.unsettled()
+                rss_peak = daemon.peak_rss_bytes() if daemon.alive() else 0
+        finally:
+            await locker.close()
+        await until_settled(env, daemon)
+        assert stop_process(daemon.proc) == 0
+    t = await tally(env, w)
+    ready = "/readyz stayed 200" if {c for c, _ in seen.readyz} == {200} else "/readyz went 503"
+    detail = (
+        f"{env.source}; tables locked {LOCK_S} s; {sum(len(p) for p in burst.values())} published at once; "
+        f"backlog max {seen.backlog_max:.0f}; RSS peak +{mib(rss_peak - rss_before)} ({mib(rss_peak)}); "
+        f"{ready}"
+    )
+    record_and_check(f"slow database: locked {LOCK_S} s ({env.source})", 1, w, t, detail)
+
+    assert not seen.exited
+    assert seen.healthz == {200}
+    assert seen.backlog_max <= backlog_bound(env)
+    assert waiting >= sum(len(p) for p in burst.values()) - backlog_bound(env)
+    assert len(seen.consumed_since(LOCK_S - 5)) == 1  # reading paused
+    assert rss_peak - rss_before < RSS_GROWTH_LIMIT_BYTES
