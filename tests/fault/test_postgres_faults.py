@@ -239,6 +239,11 @@ class Tally:
     duplicated: int = 0
     differing: int = 0
 
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            self.lost + other.lost, self.duplicated + other.duplicated, self.differing + other.differing
+        )
+
 
 async def stored_rows(env: TestEnv, kind: str) -> list[dict[str, Any]]:
     """Every row of `kind`'s table, with the record's columns (bot state parsed exactly)."""
@@ -266,10 +271,7 @@ async def tally(env: TestEnv, w: workload.Workload) -> Tally:
     (one event per order update sent) and any dead letter (counted as lost)."""
     total = Tally()
     for kind, expected in w.expected.items():
-        t = compare(kind, expected, await stored_rows(env, kind))
-        total.lost, total.duplicated, total.differing = (
-            total.lost + t.lost, total.duplicated + t.duplicated, total.differing + t.differing
-        )  # fmt: skip
+        total += compare(kind, expected, await stored_rows(env, kind))
     events = await env.count("order_events")
     total.lost += max(0, len(w.expected["order"]) - events) + await env.count("dead_letters")
     total.duplicated += max(0, events - len(w.expected["order"]))
