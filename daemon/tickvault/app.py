@@ -235,7 +235,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
         backgrounds = [
             _maintain_partitions(store, settings.run.partition_check_interval_s),
             _report_lag(source, settings.source.kind, settings.metrics.lag_interval_s),
-            observe.probe_dependencies(probes, settings.metrics.lag_interval_s),
+            observe.probe_dependencies(probes, settings.metrics.lag_interval_s, partial(_probed, health)),
         ]
         if keeper is not None:  # refills every bot at start, then repairs; stopped by its event
             keeper_stop = asyncio.Event()
@@ -250,6 +250,12 @@ async def run_daemon(settings: Settings, stop: asyncio.Event | None, health: met
             stack.push_async_callback(_cancel_and_wait, task)
         return await _supervise(pipeline, stop, settings.run.drain_grace_s, health)
     return 1  # pragma: no cover - the exit stack re-raises
+
+
+def _probed(health: metrics.Health, name: str, up: bool) -> None:
+    """Readiness follows the PostgreSQL probe too: a quiet feed has no write to fail."""
+    if name == "postgres":
+        health.postgres_answers(up)
 
 
 async def _cancel_and_wait(

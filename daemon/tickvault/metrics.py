@@ -236,16 +236,35 @@ NEWEST_EVENTS = NewestEvents()
 REGISTRY.register(NEWEST_EVENTS)
 
 
+POSTGRES_UNAVAILABLE: Final = "postgres unavailable"
+
+
 class Health:
-    """Liveness and readiness, set by the app and the pipeline, read by the HTTP thread."""
+    """Liveness and readiness, set by the app, the pipeline and the dependency probe, read by
+    the HTTP thread."""
 
     def __init__(self) -> None:
         self.ready = False
         self.reason = "starting"
+        self._postgres_answers = True
 
     def set(self, ready: bool, reason: str = "") -> None:
         self.ready, self.reason = ready, reason
         UP.set(1 if ready else 0)
+
+    def postgres_answers(self, answers: bool) -> None:
+        """The PostgreSQL probe's verdict (every metrics.lag_interval_s). On a quiet feed no
+        write fails, so only the probe sees an outage: when it stops answering a ready daemon
+        turns not ready, and when it answers again a daemon not ready for that reason alone
+        turns ready. Only changes act, so a write that keeps failing while the probe answers
+        (the pipeline's own verdict) is not flipped back to ready at every probe."""
+        if answers == self._postgres_answers:
+            return
+        self._postgres_answers = answers
+        if not answers and self.ready:
+            self.set(False, POSTGRES_UNAVAILABLE)
+        elif answers and not self.ready and self.reason == POSTGRES_UNAVAILABLE:
+            self.set(True)
 
 
 class _Server(ThreadingMixIn, WSGIServer):

@@ -104,10 +104,14 @@ def _observe_publish(kind: str, messages: Sequence[Message], now_s: float) -> No
             metrics.PUBLISH_LATENCY.labels(kind, message.source).observe(now_s - ms / 1000)
 
 
-async def probe_dependencies(probes: Mapping[str, Probe], interval_s: float) -> None:
+async def probe_dependencies(
+    probes: Mapping[str, Probe], interval_s: float, on_change: Callable[[str, bool], None] | None = None
+) -> None:
     """Set tickvault_dependency_up for each named probe now and every `interval_s`, until
     cancelled; a probe that raises or takes longer than max(interval_s, 2 s) counts as down.
-    The series go when this ends, so a stopped daemon reports no dependency."""
+    `on_change(name, up)` is called when a probe's verdict changes (the first verdict is a
+    change only if it is down). The series go when this ends, so a stopped daemon reports no
+    dependency."""
     timeout_s = max(interval_s, MIN_PROBE_TIMEOUT_S)
     up: dict[str, bool] = {}
     try:
@@ -122,6 +126,8 @@ async def probe_dependencies(probes: Mapping[str, Probe], interval_s: float) -> 
                         log.info("%s answers again", name)
                     else:
                         log.warning("%s does not answer (%s)", name, type(result).__name__)
+                    if on_change is not None:
+                        on_change(name, ok)
                 up[name] = ok
                 metrics.DEPENDENCY_UP.labels(name).set(1 if ok else 0)
             await asyncio.sleep(interval_s)

@@ -402,7 +402,7 @@ class Pipeline:
             except StoreUnavailable as exc:
                 attempt += 1
                 metrics.STORE_RETRIES.labels(exc.cause).inc()
-                self.health.set(False, "postgres unavailable")
+                self.health.set(False, metrics.POSTGRES_UNAVAILABLE)
                 log.warning(
                     "postgres unavailable writing %s (%s); attempt %d, retrying in %.1fs",
                     what,

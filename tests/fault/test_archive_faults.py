@@ -226,6 +226,7 @@ async def test_archive_root_unusable_then_usable(env: TestEnv) -> None:
             hot_parts = {name: await partitions_of(env, name) for name in TABLES}
             failures = await until_failed_rounds(daemon, 0, 2)
             assert "Not a directory" in daemon.log.read_text()
+            assert daemon.status("/readyz") == 200  # a failing roll is not a failing ingest
             await check_all_hot(env, merged(ws[:1]), hot_parts)
 
             await publish(env, ws[1].payloads)  # ingest goes on while rolls fail

@@ -332,7 +332,7 @@ async def test_a_minute_without_postgres(
     stays up and live, is not ready, reports PostgreSQL down, holds at most its backlog (the
     rest waits in the broker, the resident set stays put), and resumes by itself."""
     env = pg_env
-    w = workload.build(klines=150_000, orders=10_000, fills=10_000, states=2_000, seed=60)
+    w = workload.build(klines=100_000, orders=8_000, fills=8_000, states=2_000, seed=60)
     warm, during, after = parts(w, 0.1, 0.9)
     with watched_daemon(env, tmp_path / "daemon.log") as daemon:
         await until_ready(daemon)
@@ -420,3 +420,26 @@ async def test_a_slow_database_pauses_reading(pg_env: TestEnv, tmp_path: Path) -
     assert waiting >= sum(len(p) for p in burst.values()) - backlog_bound(env)
     assert len(seen.consumed_since(LOCK_S - 5)) == 1  # reading paused
     assert rss_peak - rss_before < RSS_GROWTH_LIMIT_BYTES
+
+
+async def test_readiness_follows_postgres_on_a_quiet_feed(
+    pg_env: TestEnv, private_pg: PrivatePostgres, tmp_path: Path
+) -> None:
+    """With nothing to write, no write can fail: the dependency probe alone sees PostgreSQL
+    go and come back, and /readyz follows it."""
+    with watched_daemon(pg_env, tmp_path / "daemon.log") as daemon:
+        await until_ready(daemon)
+        await asyncio.to_thread(private_pg.stop)
+
+        async def unready() -> bool:
+            assert daemon.alive(), daemon.tail()
+            return await asyncio.to_thread(http_get, daemon.port, "/readyz") == (
+                503,
+                "not ready: postgres unavailable\n",
+            )
+
+        await wait_until(unready, 30, 0.2, "/readyz to report PostgreSQL down")
+        assert await asyncio.to_thread(daemon.status, "/healthz") == 200
+        await asyncio.to_thread(private_pg.start)
+        await until_ready(daemon, 30)
+        assert stop_process(daemon.proc) == 0
