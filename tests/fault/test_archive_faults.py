@@ -30,7 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.fault.test_postgres_faults import (
+from tests.fault.watched import (
     Tally,
     Watched,
     compare,
