@@ -184,8 +184,11 @@ class Tally:
     duplicated: int = 0
     altered: int = 0
     examples: tuple[str, ...] = ()
+    missing: tuple[tuple[str, Any], ...] = ()  # (kind, key) of every key lost
 
-    def add(self, kind: str, expected: dict[Any, dict[str, Any]], found: list[tuple[Any, dict[str, Any]]]) -> None:
+
+    def add(self, kind: str, expected: dict[Any, dict[str, Any]], found: list[tuple[Any, dict[str, Any]]]) -> int:
+        """Count `found` (key, row) pairs against `expected`; the number of expected keys found."""
         self.sent += len(expected)
         seen: dict[Any, dict[str, Any]] = {}
         notes = list(self.examples)
@@ -198,6 +201,7 @@ class Tally:
             got = seen.get(key)
             if got is None:
                 self.lost += 1
+                self.missing += ((kind, key),)
                 notes.append(f"{kind} {key} lost")
             elif {c: got[c] for c in want} != want:
                 self.altered += 1
@@ -207,6 +211,7 @@ class Tally:
             notes.append(f"{kind}: {unexpected} rows never sent")
         self.altered += unexpected
         self.examples = tuple(notes[:5])
+        return len(set(seen) & set(expected))
 
 
 def _row(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
@@ -237,17 +242,17 @@ def cold(settings: Settings, kind: str) -> list[tuple[Any, dict[str, Any]]]:
 
 async def tally(env: TestEnv, w: workload.Workload, settings: Settings | None = None) -> Tally:
     """Compare every table with `w`: the hot tier, plus the cold tier when `settings` has one.
-    Order events: one per order sent (each order is sent once), in either tier."""
-    t = Tally()
+    Order events: one per order stored (each order is sent once), in either tier."""
+    t, orders = Tally(), 0
     for kind, expected in w.expected.items():
         found = await hot(env, kind)
         if settings is not None and kind in COLD_KINDS:
             found += await asyncio.to_thread(cold, settings, kind)
-        t.add(kind, expected, found)
+        stored = t.add(kind, expected, found)
+        orders = stored if kind == "order" else orders
     events = await env.count("order_events")
     if settings is not None:
         events += await asyncio.to_thread(_cold_count, settings, "order_events")
-    orders = len(w.expected.get("order", {}))
     t.duplicated += max(0, events - orders)
     t.lost += max(0, orders - events)
     return t

@@ -222,8 +222,12 @@ class RedisStreamsSource:
         """Run `op`, retrying connection errors with capped backoff; `attempts=None` retries forever."""
         delay_s = 0.1
         failures = 0
+        recreate = False  # the group went missing (Redis restarted empty): create it first
         while True:
             try:
+                if recreate:
+                    await self._create_groups()
+                    recreate = False
                 return await op()
             except _RETRIABLE as exc:
                 failures += 1
@@ -241,7 +245,7 @@ class RedisStreamsSource:
                 if "NOGROUP" not in str(exc):
                     raise SourceError(f"redis refused {what}: {exc}") from None
                 log.warning("consumer group missing during %s; recreating it", what)
-                await self._create_groups()
+                recreate = True
                 continue
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, self.settings.retry_max_backoff_s)
