@@ -186,8 +186,9 @@ class Tally:
     examples: tuple[str, ...] = ()
     missing: tuple[tuple[str, Any], ...] = ()  # (kind, key) of every key lost
 
-
-    def add(self, kind: str, expected: dict[Any, dict[str, Any]], found: list[tuple[Any, dict[str, Any]]]) -> int:
+    def add(
+        self, kind: str, expected: dict[Any, dict[str, Any]], found: list[tuple[Any, dict[str, Any]]]
+    ) -> int:
         """Count `found` (key, row) pairs against `expected`; the number of expected keys found."""
         self.sent += len(expected)
         seen: dict[Any, dict[str, Any]] = {}

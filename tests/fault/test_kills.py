@@ -52,13 +52,17 @@ async def kill_at_random_point(
     return f"{where}, {await env.unsettled()} uncommitted"
 
 
+def tail(log: Path) -> str:
+    return log.read_text()[-2000:]
+
+
 async def drain_and_stop(env: TestEnv, log: Path, **sections: dict[str, object]) -> None:
     """A last daemon: run until the source holds nothing uncommitted, then SIGTERM (exit 0)."""
     proc = spawn_daemon(env, log, **sections)
     try:
 
         async def settled() -> bool:
-            assert proc.poll() is None, f"daemon exited with {proc.returncode}: {log.read_text()[-2000:]}"
+            assert proc.poll() is None, f"daemon exited with {proc.returncode}: {tail(log)}"
             return await env.unsettled() == 0
 
         await wait_until(settled, 180, 0.2, "the last daemon to drain")
@@ -177,7 +181,7 @@ async def test_sigkill_at_random_points_while_rolling(env: TestEnv, tmp_path: Pa
     try:
 
         async def finished() -> bool:
-            assert proc.poll() is None, f"daemon exited with {proc.returncode}: {log.read_text()[-2000:]}"
+            assert proc.poll() is None, f"daemon exited with {proc.returncode}: {tail(log)}"
             return await env.unsettled() == 0 and await old_rows_left(env) == 0
 
         await wait_until(finished, 180, 0.3, "the clean run to ingest and roll everything")
