@@ -27,7 +27,7 @@ import asyncpg
 from pyiceberg.exceptions import NoSuchTableError
 
 from tests.fault import report
-from tests.helpers import TestEnv, free_port, wait_for_port
+from tests.helpers import TestEnv, free_port, wait_for_port, wait_until
 from tests.integration import workload
 from tickvault.archive import table as cold_table
 from tickvault.settings import Settings
@@ -169,10 +169,24 @@ async def stored_total(env: TestEnv) -> int:
         rows = await env.fetch(
             "SELECT (SELECT count(*) FROM {s}.klines) + (SELECT count(*) FROM {s}.orders)"
             " + (SELECT count(*) FROM {s}.fills) + (SELECT count(*) FROM {s}.bot_state)"
+            " + (SELECT count(*) FROM {s}.trades)"
         )
     except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
         return 0
     return int(rows[0][0])
+
+
+async def part_way(env: TestEnv, before: int, size: int, rng: random.Random) -> float:
+    """Wait until a random fraction (5-95%) of a round's `size` messages is stored beyond
+    `before` rows: a kill then lands mid-ingest however fast the machine is. The fraction."""
+    fraction = rng.uniform(0.05, 0.95)
+    target = before + max(1, int(fraction * size))
+
+    async def reached() -> bool:
+        return await stored_total(env) >= target
+
+    await wait_until(reached, 90, 0.01, f"{fraction:.0%} of the round to be stored")
+    return fraction
 
 
 @dataclass

@@ -46,6 +46,7 @@ def summary_lines() -> list[str]:
         return []
     head = f"{'scenario':<44} {'rounds':>6} {'sent':>9} {'lost':>5} {'dup':>5}  detail"
     rows = [
-        f"{f.scenario:<44} {f.rounds:>6} {f.sent:>9} {f.lost:>5} {f.duplicated:>5}  {f.detail}" for f in FIGURES
+        f"{f.scenario:<44} {f.rounds:>6} {f.sent:>9} {f.lost:>5} {f.duplicated:>5}  {f.detail}"
+        for f in FIGURES
     ]
     return [head, *rows]

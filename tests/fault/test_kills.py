@@ -131,7 +131,7 @@ async def kill_while_rolling(proc: subprocess.Popen[bytes], env: TestEnv, rng: r
             rolling = False
             break
         await asyncio.sleep(0.01)
-    delay_s = rng.uniform(0.0, 1.5)
+    delay_s = rng.uniform(0.0, 3.0)
     await asyncio.sleep(delay_s)
     rolled = len(await env.fetch("SELECT 1 FROM {s}.archive_log"))
     proc.send_signal(signal.SIGKILL)

@@ -67,26 +67,24 @@ async def test_kafka_broker_restarts_mid_ingest(durable_kafka: TestEnv) -> None:
     parts = common.slices(w, n_rounds + 1)
     rng, landed = random.Random(1943), []
     daemon = Daemon(env)
-    _, task = await daemon.start(env.settings(batch=SMALL_BATCHES))
+    # small polls and a small backlog: reading trails publishing, so the broker dies mid-ingest
+    paced = {**SMALL_BATCHES, "max_rows": 100, "max_backlog_rows": 200}
+    _, task = await daemon.start(env.settings(batch=paced, kafka={"max_poll_records": 50}))
     try:
         for r in range(n_rounds):
             before = await common.stored_total(env)
             await common.publish(env, parts[r], chunk=300)
             await env.close_producer()  # a fresh producer after the restart
 
-            async def landing(before: int = before) -> bool:
-                return await common.stored_total(env) > before
-
-            await wait_until(landing, 60, 0.02, "rows to land")
-            delay_s, down_s = rng.uniform(0.0, 0.8), rng.uniform(0.5, 3.0)
-            await asyncio.sleep(delay_s)
+            fraction = await common.part_way(env, before, sum(map(len, parts[r].values())), rng)
+            down_s = rng.uniform(0.5, 3.0)
             uncommitted = await env.unsettled()
             env.kafka.kill()
             await asyncio.sleep(down_s)
             assert not task.done(), "the daemon must wait for the broker, not exit"
             env.kafka.start()  # same port, same storage
             landed.append(
-                f"round {r}: killed {delay_s:.2f} s in ({uncommitted} uncommitted), down {down_s:.1f} s"
+                f"round {r}: killed {fraction:.0%} in ({uncommitted} uncommitted), down {down_s:.1f} s"
             )
         await common.publish(env, parts[-1], chunk=300)
         await daemon.drain(timeout_s=180)
@@ -200,12 +198,8 @@ async def test_redis_restarts_empty_mid_ingest(lossy_redis: tuple[TestEnv, commo
             sent = await xadd(env, parts[r], first)
             first = {kind: first[kind] + len(p) for kind, p in parts[r].items()}
 
-            async def landing(before: int = before) -> bool:
-                return await common.stored_total(env) > before
-
-            await wait_until(landing, 60, 0.02, "rows to land")
-            delay_s, down_s = rng.uniform(0.0, 0.5), rng.uniform(0.2, 2.0)
-            await asyncio.sleep(delay_s)
+            fraction = await common.part_way(env, before, sum(map(len, parts[r].values())), rng)
+            down_s = rng.uniform(0.2, 2.0)
             read = await delivered(env)
             must |= {(kind, keys[kind][i]) for stream, e, kind, i in sent if _id(e) <= read[stream]}
             await asyncio.to_thread(server.kill)
@@ -213,7 +207,7 @@ async def test_redis_restarts_empty_mid_ingest(lossy_redis: tuple[TestEnv, commo
             assert not task.done(), "the daemon must wait for Redis, not exit"
             await asyncio.to_thread(server.start)  # same port, empty
             await env.redis.connection_pool.disconnect()  # the test's client: no stale sockets
-            landed.append(f"round {r}: killed {delay_s:.2f} s in, down {down_s:.1f} s")
+            landed.append(f"round {r}: killed {fraction:.0%} in, down {down_s:.1f} s")
         sent = await xadd(env, parts[-1], first)
         must |= {(kind, keys[kind][i]) for _, _, kind, i in sent}
         await wait_until(lambda: settled(env, task), 180, 0.2, "everything to be read and acknowledged")
