@@ -78,17 +78,20 @@ async def test_sigkill_at_random_points_while_ingesting(env: TestEnv, tmp_path: 
     w = common.mixed(1_500 * n_rounds, seed=31)
     parts = common.slices(w, n_rounds)
     rng = random.Random(1931)
+    # Kafka: the group waits out the killed member's session before the restarted one gets
+    # its partitions; a short session keeps each round short
+    sections = {"batch": SMALL_BATCHES, "kafka": {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300}}
     log, landed = tmp_path / "daemon.log", []
     for r, part in enumerate(parts):
         before = await common.stored_total(env)
-        proc = spawn_daemon(env, log, batch=SMALL_BATCHES)
+        proc = spawn_daemon(env, log, **sections)
         try:
             publishing = asyncio.create_task(common.publish(env, part, chunk=200))
             landed.append(f"round {r}: " + await kill_at_random_point(env, proc, rng, before))
             await publishing
         finally:
             kill_process(proc)
-    await drain_and_stop(env, log, batch=SMALL_BATCHES)
+    await drain_and_stop(env, log, **sections)
     tally = await common.tally(env, w)
     assert await env.count("dead_letters") == 0
     print("\n".join(landed))
