@@ -8,6 +8,9 @@ Delivery, in the order `read` serves it:
    in flight are skipped, so a slow flush is not processed twice by the same process.
 3. New entries with XREADGROUP `>`.
 An entry stays pending until `ack` (XACK) is called after its rows are committed.
+A command that meets NOGROUP (Redis came back empty, or the group was destroyed) recreates
+the groups at `redis.start_id` and runs again; both retry connection errors alike, since a
+restarted server leaves the pool's idle connections dead.
 
 An entry's payload is its `data` field. On a field-map stream (one whose codec reads flat
 field maps, like cryptofeed's Redis backends) an entry with other fields is handed over
