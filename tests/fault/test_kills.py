@@ -85,12 +85,15 @@ async def test_sigkill_at_random_points_while_ingesting(env: TestEnv, tmp_path: 
     for r, part in enumerate(parts):
         before = await common.stored_total(env)
         proc = spawn_daemon(env, log, **sections)
+        publishing = asyncio.create_task(common.publish(env, part, chunk=200))
         try:
-            publishing = asyncio.create_task(common.publish(env, part, chunk=200))
             landed.append(f"round {r}: " + await kill_at_random_point(env, proc, rng, before))
             await publishing
         finally:
             kill_process(proc)
+            if not publishing.done():  # the round failed: stop publishing before teardown
+                publishing.cancel()
+                await asyncio.gather(publishing, return_exceptions=True)
     await drain_and_stop(env, log, **sections)
     tally = await common.tally(env, w)
     assert await env.count("dead_letters") == 0
