@@ -8,6 +8,9 @@ Delivery, in the order `read` serves it:
    in flight are skipped, so a slow flush is not processed twice by the same process.
 3. New entries with XREADGROUP `>`.
 An entry stays pending until `ack` (XACK) is called after its rows are committed.
+A command that meets NOGROUP (Redis came back empty, or the group was destroyed) recreates
+the groups at `redis.start_id` and runs again; both retry connection errors alike, since a
+restarted server leaves the pool's idle connections dead.
 
 An entry's payload is its `data` field. On a field-map stream (one whose codec reads flat
 field maps, like cryptofeed's Redis backends) an entry with other fields is handed over
@@ -222,8 +225,12 @@ class RedisStreamsSource:
         """Run `op`, retrying connection errors with capped backoff; `attempts=None` retries forever."""
         delay_s = 0.1
         failures = 0
+        recreate = False  # the group went missing (Redis restarted empty): create it first
         while True:
             try:
+                if recreate:
+                    await self._create_groups()
+                    recreate = False
                 return await op()
             except _RETRIABLE as exc:
                 failures += 1
@@ -241,7 +248,7 @@ class RedisStreamsSource:
                 if "NOGROUP" not in str(exc):
                     raise SourceError(f"redis refused {what}: {exc}") from None
                 log.warning("consumer group missing during %s; recreating it", what)
-                await self._create_groups()
+                recreate = True
                 continue
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, self.settings.retry_max_backoff_s)
