@@ -163,7 +163,9 @@ async def rolling(env: TestEnv, proc: subprocess.Popen[bytes]) -> None:
     while proc.poll() is None:
         held = await env.fetch(
             "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = $1 AND objid = $2 AND objsubid = 1",
+            "AND classid = $1 AND objid = $2 AND objsubid = 1"
+            # the lock is per database: a roller of another test session must not count
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             key >> 32,
             key & 0xFFFF_FFFF,
         )
