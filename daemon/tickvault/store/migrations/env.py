@@ -34,7 +34,12 @@ async def _main() -> None:
             # (a session lock: held across the per-migration transactions, freed on close)
             await connection.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": _lock_key()})
             await connection.commit()
-            await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            # only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
+            # when the schema exists, which the least-privilege writer (README "Security") lacks
+            found = text("SELECT 1 FROM pg_namespace WHERE nspname = :s")
+            exists = await connection.scalar(found, {"s": schema})
+            if exists is None:
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             await connection.commit()
             await connection.run_sync(_run)
     finally:
