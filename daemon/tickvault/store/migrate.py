@@ -34,12 +34,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def _alembic_config(pg: PostgresSettings, hypertables: bool = False) -> Config:
-    parts = urlsplit(pg.dsn.get_secret_value())
-    url = urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes.update(
-        url=url, schema=pg.schema_name, timescale=hypertables, chunk_days=pg.partition_interval_days
+        dsn=db.dsn_of(pg), schema=pg.schema_name, timescale=hypertables, chunk_days=pg.partition_interval_days
     )
     return config
 
@@ -58,7 +56,7 @@ def head_revision() -> str:
 
 async def create_database_if_missing(pg: PostgresSettings) -> bool:
     """Create the DSN's database when the server says it does not exist."""
-    dsn = pg.dsn.get_secret_value()
+    dsn = db.dsn_of(pg)
     try:
         conn = await asyncpg.connect(dsn, timeout=pg.connect_timeout_s)
     except asyncpg.InvalidCatalogNameError:
@@ -89,7 +87,7 @@ async def use_timescale(pg: PostgresSettings) -> bool:
     Raises ConfigError for "on" where TimescaleDB is not usable."""
     if pg.timescale == "off":
         return False
-    dsn = pg.dsn.get_secret_value()
+    dsn = db.dsn_of(pg)
     try:
         conn = await asyncpg.connect(dsn, timeout=pg.connect_timeout_s)
         missing = False
@@ -142,7 +140,7 @@ async def apply_timescale(settings: Settings) -> None:
     the migrations' lock. Raises ConfigError (aggregates.policy_offsets), StoreError."""
     pg, ts = settings.postgres, settings.timescale
     conn = await db.retrying(
-        pg, "migrate", lambda: asyncpg.connect(pg.dsn.get_secret_value(), timeout=pg.connect_timeout_s)
+        pg, "migrate", lambda: asyncpg.connect(db.dsn_of(pg), timeout=pg.connect_timeout_s)
     )
     try:
         if not await _has_hypertables(conn, pg.schema_name):

@@ -1,13 +1,15 @@
 """Alembic environment: runs the migrations over SQLAlchemy's asyncpg dialect.
 
-`tickvault.store.migrate` passes the URL, the schema, whether to make hypertables (`timescale`,
-a bool) and their chunk width in days (`chunk_days`) in `config.attributes`.
+`tickvault.store.migrate` passes the DSN (`tickvault.store.db.dsn_of`), the schema, whether to
+make hypertables (`timescale`, a bool) and their chunk width in days (`chunk_days`) in
+`config.attributes`.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from alembic import context
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,8 +28,14 @@ def _lock_key() -> str:
     return f"tickvault.migrate:{schema}"
 
 
+async def _connect() -> asyncpg.Connection:
+    # asyncpg itself with the DSN every other client uses (its TLS parameters included), which
+    # SQLAlchemy's URL would turn into keyword arguments asyncpg does not take
+    return await asyncpg.connect(config.attributes["dsn"])
+
+
 async def _main() -> None:
-    engine = create_async_engine(config.attributes["url"], poolclass=pool.NullPool)
+    engine = create_async_engine("postgresql+asyncpg://", async_creator=_connect, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
             # replicas starting together migrate one at a time; the others then find head
