@@ -11,6 +11,7 @@ import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -81,6 +82,19 @@ class PostgresSettings(_Section):
     timescale: Literal["auto", "on", "off"] = "auto"
     partition_interval_days: int = Field(7, ge=1, le=366)
     partitions_ahead: int = Field(2, ge=0, le=52)
+
+    @field_validator("dsn")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        """A postgresql:// URL that parses (its text is never quoted: it holds the password)."""
+        try:
+            parts = urlsplit(value.get_secret_value())
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError("not a valid URL (postgresql://user:password@host:port/database)") from None
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
 
 
 class TopicSettings(_Section):
