@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 from alembic import command
@@ -65,9 +65,8 @@ async def create_database_if_missing(pg: PostgresSettings) -> bool:
     else:
         await conn.close()
         return False
-    parts = urlsplit(dsn)
-    name = parts.path.lstrip("/")
-    if not name or '"' in name:
+    name = unquote(urlsplit(dsn).path.lstrip("/"))  # as asyncpg reads it: %20 is a space
+    if not name or '"' in name or "\x00" in name:
         raise ConfigError("postgres.dsn names no usable database")
     admin = await asyncpg.connect(_admin_dsn(dsn), timeout=pg.connect_timeout_s)
     try:
