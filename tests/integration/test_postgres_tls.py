@@ -10,12 +10,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from tests.helpers import PrivatePostgres, private_postgres
 from tickvault.archive import table
-from tickvault.errors import StoreError
+from tickvault.errors import ConfigError, StoreError
 from tickvault.settings import Settings, load_settings
 from tickvault.store import Store, db, migrate
 
@@ -124,15 +125,22 @@ async def test_verify_full_with_another_root_cert_fails_at_once_with_one_line(
 
 
 def test_tls_settings_go_into_the_dsn_every_client_reads(tmp_path: Path) -> None:
-    pg = load_settings(
-        postgres={
-            "dsn": "postgresql://u:p@h:5433/d?sslmode=disable&application_name=x",
-            "sslmode": "verify-ca", "sslrootcert": "/ca.crt", "sslcert": "/c.crt", "sslkey": "/c.key",
-        }
-    ).postgres  # fmt: skip
+    for name in ("ca.crt", "c.crt", "c.key"):
+        (tmp_path / name).write_text("-----BEGIN-----\n")
+    files = {
+        "sslrootcert": str(tmp_path / "ca.crt"),
+        "sslcert": str(tmp_path / "c.crt"),
+        "sslkey": str(tmp_path / "c.key"),
+    }
+    dsn = "postgresql://u:p@h:5433/d?sslmode=disable&application_name=x"
+    pg = load_settings(postgres={"dsn": dsn, "sslmode": "verify-ca", **files}).postgres
+    quoted = {k: quote(v, safe="") for k, v in files.items()}
     assert db.dsn_of(pg) == (
         "postgresql://u:p@h:5433/d?application_name=x&sslmode=verify-ca"
-        "&sslrootcert=%2Fca.crt&sslcert=%2Fc.crt&sslkey=%2Fc.key"
+        f"&sslrootcert={quoted['sslrootcert']}&sslcert={quoted['sslcert']}&sslkey={quoted['sslkey']}"
     )
+    missing = load_settings(postgres={"dsn": dsn, "sslrootcert": str(tmp_path / "nope.crt")}).postgres
+    with pytest.raises(ConfigError, match=r"^postgres.sslrootcert: .*nope.crt is not a readable file$"):
+        db.dsn_of(missing)  # not "unreachable", retried: the drivers raise FileNotFoundError
     plain = load_settings(postgres={"dsn": "postgresql://u@h/d?sslmode=require"}).postgres
     assert db.dsn_of(plain) == "postgresql://u@h/d?sslmode=require"  # nothing set: the DSN's own

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -11,7 +12,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlu
 
 import asyncpg
 
-from tickvault.errors import RowRejected, StoreError, StoreUnavailable
+from tickvault.errors import ConfigError, RowRejected, StoreError, StoreUnavailable
 from tickvault.settings import PostgresSettings
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,15 @@ def dsn_of(pg: PostgresSettings) -> str:
     """`postgres.dsn` with the TLS settings that are set (`postgres.sslmode`, `sslrootcert`,
     `sslcert`, `sslkey`) written into its query, replacing the same parameters there: libpq
     (psycopg, the cold tier's catalog) and asyncpg read them alike, so every client tickvault
-    opens connects the same way. A DSN that is not a postgresql:// URL comes back unchanged."""
+    opens connects the same way. A DSN that is not a postgresql:// URL comes back unchanged.
+    Raises ConfigError when a TLS file setting names no readable file (the drivers would
+    report it as an unreachable server, and retry)."""
     dsn = pg.dsn.get_secret_value()
     tls = {k: str(v) for k in TLS_SETTINGS if (v := getattr(pg, k)) is not None}
+    for key in TLS_SETTINGS[1:]:
+        path = tls.get(key)
+        if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            raise ConfigError(f"postgres.{key}: {path} is not a readable file")
     parts = urlsplit(dsn)
     if not tls or parts.scheme not in ("postgres", "postgresql"):
         return dsn
@@ -88,8 +95,8 @@ def translate(exc: BaseException, at: str = "") -> StoreError:
             f"postgres{where}: TLS certificate not trusted ({exc.verify_message}; "
             "see postgres.sslmode and postgres.sslrootcert)"
         )
-    if isinstance(exc, ssl.SSLError | FileNotFoundError | PermissionError | IsADirectoryError):
-        return StoreError(f"postgres{where}: TLS setup failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return StoreError(f"postgres{where}: TLS failed: {type(exc).__name__}: {exc}")
     if isinstance(exc, ValueError):  # the DSN does not parse; its text may hold the password
         return StoreError(f"postgres.dsn is not a valid postgresql:// URL ({type(exc).__name__})")
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
