@@ -50,7 +50,8 @@ DEFAULT_TOPICS: Final[dict[str, TopicKind]] = {
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # secret settings that may come from a file instead, as `<name>_file` (tickvault.credentials)
+    # secret settings that may come from a file instead, as `<name>_file` (tickvault.credentials);
+    # the file's text replaces the `_file` key before validation, so those fields stay None
     secret_files: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="before")
