@@ -34,6 +34,7 @@ from typing import Any, Final
 from pydantic import SecretStr
 
 from tickvault import app, demo, metrics
+from tickvault.credentials import redact_url
 from tickvault.errors import ConfigError, SourceError, StoreError
 from tickvault.settings import Settings
 from tickvault.sources.redis_streams import connect as redis_connect
@@ -287,8 +288,8 @@ def banner(
     lines = [
         "tickvault dev is running (Ctrl-C stops it; data is kept)",
         f"  data directory : {data_dir}",
-        f"  postgres       : {settings.postgres.dsn.get_secret_value()}",
-        f"  redis          : {settings.redis.url.get_secret_value()}",
+        f"  postgres       : {redact_url(settings.postgres.dsn.get_secret_value())}",
+        f"  redis          : {redact_url(settings.redis.url.get_secret_value())}",
         f"  metrics        : {metrics_url}",
         f"  client config  : {config_path}",
         *(f"  {name:<15}: {value}" for name, value in extra.items()),

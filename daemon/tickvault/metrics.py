@@ -27,6 +27,7 @@ from tickvault.errors import ConfigError
 from tickvault.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
+REQUEST_TIMEOUT_S: Final = 5.0  # per read or write on a connection to the HTTP endpoint
 RETRY_CAUSES: Final = ("connection", "timeout", "serialization", "deadlock", "other")
 # the symbol label of pairs beyond metrics.max_symbol_series (and the exchange label of their
 # exchanges that have no pair of their own)
@@ -272,6 +273,10 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    # a client that connects and then says nothing (or stops reading) loses its connection
+    # after this long, instead of keeping a thread of the endpoint for good
+    timeout = REQUEST_TIMEOUT_S
+
     def log_message(self, format: str, *args: Any) -> None:
         return None
 

@@ -10,7 +10,8 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -28,6 +29,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tickvault.credentials import read_secret_files
 from tickvault.errors import ConfigError
 from tickvault.records import MAX_STATE_BYTES
 from tickvault.timestamps import MIN_EPOCH_MS
@@ -48,10 +50,29 @@ DEFAULT_TOPICS: Final[dict[str, TopicKind]] = {
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # secret settings that may come from a file instead, as `<name>_file` (tickvault.credentials);
+    # the file's text replaces the `_file` key before validation, so those fields stay None
+    secret_files: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        return read_secret_files(data, cls.secret_files)
+
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 class PostgresSettings(_Section):
+    secret_files = ("dsn",)
     dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tickvault")
+    dsn_file: Path | None = None
+    # TLS, for every PostgreSQL client tickvault opens (tickvault.store.db.dsn_of); None keeps
+    # what the DSN says (libpq's sslmode etc. in its query), else the driver's default
+    sslmode: SslMode | None = None
+    sslrootcert: Path | None = None
+    sslcert: Path | None = None
+    sslkey: Path | None = None
     schema_name: Identifier = Field("tickvault", alias="schema")
     pool_max_size: int = Field(12, ge=2, le=100)
     connect_timeout_s: float = Field(10.0, gt=0)
@@ -62,6 +83,19 @@ class PostgresSettings(_Section):
     timescale: Literal["auto", "on", "off"] = "auto"
     partition_interval_days: int = Field(7, ge=1, le=366)
     partitions_ahead: int = Field(2, ge=0, le=52)
+
+    @field_validator("dsn")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        """A postgresql:// URL that parses (its text is never quoted: it holds the password)."""
+        try:
+            parts = urlsplit(value.get_secret_value())
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError("not a valid URL (postgresql://user:password@host:port/database)") from None
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
 
 
 class TopicSettings(_Section):
@@ -110,9 +144,12 @@ class SourceSettings(_Section):
 
 
 class RedisSettings(_Section):
+    secret_files = ("url", "password")
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     username: str | None = None
     password: SecretStr | None = None
+    url_file: Path | None = None
+    password_file: Path | None = None
     ssl_ca_certs: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
@@ -136,6 +173,7 @@ class RedisSettings(_Section):
 
 
 class KafkaSettings(_Section):
+    secret_files = ("sasl_password", "ssl_password")
     bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
     group_id: str = Field("tickvault", min_length=1)
     client_id: str = Field(default_factory=lambda: f"tickvault-{socket.gethostname()}", min_length=1)
@@ -156,10 +194,12 @@ class KafkaSettings(_Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     ssl_password: SecretStr | None = None
+    ssl_password_file: Path | None = None
     ssl_check_hostname: bool = True
 
     @model_validator(mode="after")
@@ -211,6 +251,7 @@ def parse_duration_s(text: str) -> int:
 class ArchiveSettings(_Section):
     """The cold tier (tickvault.archive). Credentials are only ever passed to the filesystem."""
 
+    secret_files = ("s3_access_key_id", "s3_secret_access_key")
     enabled: bool = False
     root: str = "./tickvault-archive"
     interval_s: float = Field(3600.0, gt=0)
@@ -222,6 +263,8 @@ class ArchiveSettings(_Section):
     s3_region: str | None = None
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+    s3_access_key_id_file: Path | None = None
+    s3_secret_access_key_file: Path | None = None
 
     @field_validator("hot_retention", "snapshot_retention")
     @classmethod

@@ -24,7 +24,9 @@ NO_HEALTHCHECK = ONE_SHOT | {"demo"}  # the demo publisher serves nothing to pro
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     """The stack as the compose parser resolves it (variables substituted, anchors merged)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "GRAFANA_"))}
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "GRAFANA_", "TICKVAULT_PG_"))
+    }
     result = run(tool("docker-compose"), "--file", str(ROOT / "docker-compose.yml"), "config", env=environ)
     assert result.returncode == 0, result.stderr
     parsed: dict[str, Any] = yaml.safe_load(result.stdout)
@@ -148,11 +150,17 @@ def test_prometheus_and_grafana_mount_the_provisioning(compose: dict[str, Any]) 
     assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"].startswith("/var/lib/grafana/dashboards/")
 
 
-def test_grafana_reads_postgres_as_the_role_the_database_creates(compose: dict[str, Any]) -> None:
+def test_tickvault_and_grafana_use_the_roles_the_database_creates(compose: dict[str, Any]) -> None:
     db = compose["services"]["timescaledb"]
     initdb = {v.split(":")[1]: v.split(":")[0] for v in db["volumes"] if v.startswith("/")}
-    script = "/docker-entrypoint-initdb.d/10-grafana-role.sh"
-    assert initdb[script] == str(ROOT / "deploy/compose/initdb/10-grafana-role.sh")
+    script = "/docker-entrypoint-initdb.d/10-tickvault-roles.sh"
+    assert initdb[script] == str(ROOT / "deploy/compose/initdb/10-tickvault-roles.sh")
+    assert initdb["/tickvault/roles.sql"] == str(ROOT / "deploy/postgres/roles.sql")
+    # tickvault signs in as the writer the script creates, not as the database's superuser
+    for name in ("migrate", "tickvault"):
+        dsn = urlsplit(compose["services"][name]["environment"]["TICKVAULT_POSTGRES__DSN"])
+        assert dsn.username == db["environment"]["TICKVAULT_PG_USER"] != db["environment"]["POSTGRES_USER"]
+        assert dsn.password == db["environment"]["TICKVAULT_PG_PASSWORD"]
     # the directory itself stays the image's: its scripts install TimescaleDB in the database
     assert "/docker-entrypoint-initdb.d" not in initdb
     grafana = compose["services"]["grafana"]["environment"]
@@ -174,14 +182,15 @@ def test_the_database_is_healthy_only_once_it_listens_on_the_network(compose: di
 def test_credentials_come_from_the_environment() -> None:
     environ = dict(
         os.environ, POSTGRES_PASSWORD="s3cret-from-env", GRAFANA_ADMIN_PASSWORD="admin-from-env",
-        GRAFANA_PG_PASSWORD="reader-from-env",
+        GRAFANA_PG_PASSWORD="reader-from-env", TICKVAULT_PG_PASSWORD="writer-from-env",
     )  # fmt: skip
     result = run(tool("docker-compose"), "--file", str(ROOT / "docker-compose.yml"), "config", env=environ)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert services["timescaledb"]["environment"]["POSTGRES_PASSWORD"] == "s3cret-from-env"
     dsn = services["tickvault"]["environment"]["TICKVAULT_POSTGRES__DSN"]
-    assert urlsplit(dsn).password == "s3cret-from-env"
+    assert urlsplit(dsn).password == "writer-from-env"
+    assert services["timescaledb"]["environment"]["TICKVAULT_PG_PASSWORD"] == "writer-from-env"
     assert services["grafana"]["environment"]["TICKVAULT_GRAFANA_PG_PASSWORD"] == "reader-from-env"
     assert services["timescaledb"]["environment"]["GRAFANA_PG_PASSWORD"] == "reader-from-env"
     assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "admin-from-env"

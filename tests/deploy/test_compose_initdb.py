@@ -1,7 +1,7 @@
-"""deploy/compose/initdb/10-grafana-role.sh, as the timescaledb image runs it on a new volume,
-against the real PostgreSQL: the role it creates for Grafana reads the tables that
-`tickvault migrate` creates afterwards, and cannot write them. Likewise the README's SQL for
-a read-only role in a database that exists already."""
+"""deploy/compose/initdb/10-tickvault-roles.sh, as the timescaledb image runs it on a new
+volume, against the real PostgreSQL: `tickvault migrate` succeeds as the writer it creates,
+and the role it creates for Grafana reads the tables the writer creates, and cannot write
+them. Likewise the README's SQL for a read-only role in a database that exists already."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tickvault.settings import load_settings
 from tickvault.store import migrate
 
 pytestmark = pytest.mark.integration
-SCRIPT = DEPLOY / "compose/initdb/10-grafana-role.sh"
+SCRIPT = DEPLOY / "compose/initdb/10-tickvault-roles.sh"
 README = ROOT / "README.md"
 
 
@@ -29,13 +29,17 @@ async def names() -> AsyncIterator[dict[str, str]]:
     """An owner role (a superuser, as POSTGRES_USER is), its database, and the reader's name;
     all dropped afterwards."""
     tag = uuid.uuid4().hex[:8]
-    out = {"owner": f"tv_owner_{tag}", "reader": f"tv_grafana_{tag}", "database": f"tv_initdb_{tag}"}
+    out = {
+        "owner": f"tv_owner_{tag}", "writer": f"tv_writer_{tag}", "reader": f"tv_grafana_{tag}",
+        "database": f"tv_initdb_{tag}",
+    }  # fmt: skip
     await admin(ADMIN_DSN, f'CREATE ROLE "{out["owner"]}" LOGIN SUPERUSER')
     await admin(ADMIN_DSN, f'CREATE DATABASE "{out["database"]}" OWNER "{out["owner"]}"')
     yield out
     # the database and, with it, its default privileges
     await admin(ADMIN_DSN, f'DROP DATABASE IF EXISTS "{out["database"]}" WITH (FORCE)')
     await admin(ADMIN_DSN, f'DROP ROLE IF EXISTS "{out["reader"]}"')
+    await admin(ADMIN_DSN, f'DROP ROLE IF EXISTS "{out["writer"]}"')
     await admin(ADMIN_DSN, f'DROP ROLE "{out["owner"]}"')
 
 
@@ -43,23 +47,29 @@ def dsn(role: str, database: str) -> str:
     return ADMIN_DSN.replace("postgres@", f"{role}@", 1).rsplit("/", 1)[0] + f"/{database}"
 
 
-async def test_the_grafana_role_reads_what_migrate_creates_and_writes_nothing(names: dict[str, str]) -> None:
+async def test_the_writer_migrates_and_the_grafana_role_reads_what_it_creates_and_writes_nothing(
+    names: dict[str, str],
+) -> None:
     host = ADMIN_DSN.split("@", 1)[1].split("/", 1)[0]
     environ = dict(
         os.environ, PGHOST=host.split(":")[0], PGPORT=host.split(":")[1] if ":" in host else "5432",
         POSTGRES_USER=names["owner"], POSTGRES_DB=names["database"],
+        TICKVAULT_PG_USER=names["writer"], TICKVAULT_PG_PASSWORD="not-a-real-password",
         GRAFANA_PG_USER=names["reader"], GRAFANA_PG_PASSWORD="not-a-real-password",
+        TICKVAULT_ROLES_SQL=str(DEPLOY / "postgres/roles.sql"),  # compose mounts it on /tickvault
     )  # fmt: skip
     result = run("sh", str(SCRIPT), env=environ)
     assert result.returncode == 0, result.stderr
 
     settings = load_settings(
-        postgres={"dsn": dsn(names["owner"], names["database"]), "create_database": False}
+        postgres={"dsn": dsn(names["writer"], names["database"]), "create_database": False}
     )
     await migrate.upgrade(settings.postgres, "head", settings)
 
     reader = await asyncpg.connect(dsn(names["reader"], names["database"]))
     try:
+        owner = "SELECT tableowner FROM pg_tables WHERE schemaname = 'tickvault' AND tablename = 'klines'"
+        assert await reader.fetchval(owner) == names["writer"]
         assert await reader.fetchval("SELECT count(*) FROM tickvault.klines") == 0
         assert await reader.fetchval("SELECT count(*) FROM tickvault.fills") == 0
         with pytest.raises(asyncpg.InsufficientPrivilegeError):

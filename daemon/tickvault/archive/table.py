@@ -54,6 +54,7 @@ from sqlalchemy.pool import NullPool
 from tickvault.decimals import COLD_PRECISION, COLD_SCALE
 from tickvault.errors import ColdFileError
 from tickvault.settings import Settings
+from tickvault.store.db import dsn_of
 
 ROW_GROUP_ROWS: Final = 14_000
 READ_THREADS: Final = 4  # data files of one read checked and read at once
@@ -112,7 +113,7 @@ def open_catalog(settings: Settings, *, pooled: bool = True) -> SqlCatalog:
     threads, and a call still running when the roller is cancelled (shutdown) would otherwise
     hand its connection back to a pool already disposed, leaving it open until collected.
     Raises what SQLAlchemy raises when PostgreSQL cannot be reached."""
-    url = make_url(settings.postgres.dsn.get_secret_value()).set(drivername="postgresql+psycopg")
+    url = make_url(dsn_of(settings.postgres)).set(drivername="postgresql+psycopg")
     url = url.update_query_dict({"options": f"-csearch_path={settings.postgres.schema_name}"})
     catalog = SqlCatalog(
         CATALOG_NAME,

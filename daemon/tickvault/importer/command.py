@@ -97,7 +97,10 @@ def chunks(files: list[_Planned], settings: Settings, args: argparse.Namespace) 
     min_epoch_ms = settings.source.min_epoch_ms
     for f in files:
         if f.format == "jsonl":
-            yield from jsonl.chunks(f.path, args.kind, CHUNK_ROWS, min_epoch_ms, settings.state.max_bytes)
+            yield from jsonl.chunks(
+                f.path, args.kind, CHUNK_ROWS, min_epoch_ms, settings.state.max_bytes,
+                settings.source.max_message_bytes,
+            )  # fmt: skip
         elif f.format == "parquet":
             yield from parquet.chunks(f.path, CHUNK_ROWS)
         else:

@@ -29,6 +29,7 @@ class ImportFailed(TickvaultError):
     """A file could not be found, opened or read (not a bad line: those are dead-lettered)."""
 
 
+SKIP_BYTES: Final = 1 << 20  # read size while skipping the tail of an over-long line
 Line: TypeAlias = tuple[int, bytes]  # (line number, 1 for the first; the line without its end)
 
 
@@ -69,14 +70,20 @@ def size_of(path: Path) -> int:
     return path.stat().st_size
 
 
-def lines(path: Path) -> Iterator[Line]:
+def lines(path: Path, max_line_bytes: int | None = None) -> Iterator[Line]:
     """The lines of a text file, or of every file in a zip archive (numbered on from one
     member to the next; Binance's archives hold one CSV). Line ends (LF or CRLF) removed;
-    blank lines skipped but counted. Raises ImportFailed when the file cannot be read."""
+    blank lines skipped but counted. With `max_line_bytes`, memory stays bounded however long
+    a line is: a longer line comes as its first max_line_bytes + 1 bytes (the caller refuses
+    it by its length) and the rest of it is skipped. Raises ImportFailed when the file cannot
+    be read."""
     try:
         number = 0
         for stream in _streams(path):
-            number = yield from _numbered(stream, number)
+            if max_line_bytes is None:
+                number = yield from _numbered(stream, number)
+            else:
+                number = yield from _numbered_bounded(stream, number, max_line_bytes)
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ImportFailed(f"{path}: cannot be read: {exc}") from exc
 
@@ -106,6 +113,24 @@ def _numbered(file: IO[bytes], number: int) -> Generator[Line, None, int]:
     """Yields the lines after `number`; returns the last line's number."""
     for raw in file:
         number += 1
+        raw = raw.rstrip(b"\r\n")
+        if raw.strip():
+            yield number, raw
+    return number
+
+
+def _numbered_bounded(file: IO[bytes], number: int, max_line_bytes: int) -> Generator[Line, None, int]:
+    """As `_numbered`, reading at most max_line_bytes + 1 bytes of a line's text at a time."""
+    room = max_line_bytes + 3  # one byte past the limit, and a CRLF
+    while raw := file.readline(room):
+        # a zip member's readline may stop short of both the newline and the limit
+        while not raw.endswith(b"\n") and len(raw) < room and (more := file.readline(room - len(raw))):
+            raw += more
+        number += 1
+        if len(raw) >= room and not raw.endswith(b"\n"):  # too long: keep its head, skip its tail
+            while (rest := file.readline(SKIP_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            raw = raw[: max_line_bytes + 1]
         raw = raw.rstrip(b"\r\n")
         if raw.strip():
             yield number, raw

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from tickvault.errors import RowRejected, StoreError, StoreUnavailable
+from tickvault.errors import ConfigError, RowRejected, StoreError, StoreUnavailable
 from tickvault.settings import PostgresSettings
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,29 @@ SQLSTATE_CAUSES: Final = {
 }  # fmt: skip
 # timezone and DateStyle fix the text of timestamps, which the writers hash to break ties
 SERVER_SETTINGS: Final = {"timezone": "UTC", "datestyle": "ISO, MDY", "application_name": "tickvault"}
+
+
+TLS_SETTINGS: Final = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+def dsn_of(pg: PostgresSettings) -> str:
+    """`postgres.dsn` with the TLS settings that are set (`postgres.sslmode`, `sslrootcert`,
+    `sslcert`, `sslkey`) written into its query, replacing the same parameters there: libpq
+    (psycopg, the cold tier's catalog) and asyncpg read them alike, so every client tickvault
+    opens connects the same way. A DSN that is not a postgresql:// URL comes back unchanged.
+    Raises ConfigError when a TLS file setting names no readable file (the drivers would
+    report it as an unreachable server, and retry)."""
+    dsn = pg.dsn.get_secret_value()
+    tls = {k: str(v) for k in TLS_SETTINGS if (v := getattr(pg, k)) is not None}
+    for key in TLS_SETTINGS[1:]:
+        path = tls.get(key)
+        if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            raise ConfigError(f"postgres.{key}: {path} is not a readable file")
+    parts = urlsplit(dsn)
+    if not tls or parts.scheme not in ("postgres", "postgresql"):
+        return dsn
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in tls]
+    return urlunsplit(parts._replace(query=urlencode([*query, *tls.items()])))
 
 
 def endpoint(dsn: str) -> str:
@@ -65,6 +90,13 @@ def translate(exc: BaseException, at: str = "") -> StoreError:
         return StoreUnavailable(f"{type(exc).__name__}: {exc} (SQLSTATE {sqlstate})", cause)
     if isinstance(exc, asyncpg.ClientConfigurationError):  # a bad option: no retry cures it
         return StoreError(f"postgres.dsn is not usable: {exc}")
+    if isinstance(exc, ssl.SSLCertVerificationError):  # the server is not who the root cert says
+        return StoreError(
+            f"postgres{where}: TLS certificate not trusted ({exc.verify_message}; "
+            "see postgres.sslmode and postgres.sslrootcert)"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return StoreError(f"postgres{where}: TLS failed: {type(exc).__name__}: {exc}")
     if isinstance(exc, ValueError):  # the DSN does not parse; its text may hold the password
         return StoreError(f"postgres.dsn is not a valid postgresql:// URL ({type(exc).__name__})")
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -84,7 +116,7 @@ async def retrying(pg: PostgresSettings, what: str, op: Callable[[], Awaitable[T
     """Run `op`, retrying up to `connect_retries` times while the server is unreachable."""
     retries = pg.connect_retries
     delay_s = 0.5
-    at = endpoint(pg.dsn.get_secret_value())
+    at = endpoint(dsn_of(pg))
     while True:
         try:
             return await op()
@@ -104,9 +136,7 @@ async def connect(pg: PostgresSettings, what: str) -> asyncpg.Connection:
     conn: asyncpg.Connection = await retrying(
         pg,
         what,
-        lambda: asyncpg.connect(
-            pg.dsn.get_secret_value(), timeout=pg.connect_timeout_s, server_settings=SERVER_SETTINGS
-        ),
+        lambda: asyncpg.connect(dsn_of(pg), timeout=pg.connect_timeout_s, server_settings=SERVER_SETTINGS),
     )
     return conn
 
@@ -119,7 +149,7 @@ async def create_pool(
         pg,
         "open a pool",
         lambda: asyncpg.create_pool(
-            pg.dsn.get_secret_value(),
+            dsn_of(pg),
             min_size=1,
             max_size=pg.pool_max_size,
             timeout=pg.connect_timeout_s,
@@ -156,7 +186,7 @@ class Pinger:
         try:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await asyncpg.connect(
-                    self.pg.dsn.get_secret_value(), timeout=self.pg.connect_timeout_s,
+                    dsn_of(self.pg), timeout=self.pg.connect_timeout_s,
                     server_settings=SERVER_SETTINGS,
                 )  # fmt: skip
             await self._conn.fetchval("SELECT 1")

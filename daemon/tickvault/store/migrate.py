@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 from alembic import command
@@ -34,12 +34,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def _alembic_config(pg: PostgresSettings, hypertables: bool = False) -> Config:
-    parts = urlsplit(pg.dsn.get_secret_value())
-    url = urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes.update(
-        url=url, schema=pg.schema_name, timescale=hypertables, chunk_days=pg.partition_interval_days
+        dsn=db.dsn_of(pg), schema=pg.schema_name, timescale=hypertables, chunk_days=pg.partition_interval_days
     )
     return config
 
@@ -58,7 +56,7 @@ def head_revision() -> str:
 
 async def create_database_if_missing(pg: PostgresSettings) -> bool:
     """Create the DSN's database when the server says it does not exist."""
-    dsn = pg.dsn.get_secret_value()
+    dsn = db.dsn_of(pg)
     try:
         conn = await asyncpg.connect(dsn, timeout=pg.connect_timeout_s)
     except asyncpg.InvalidCatalogNameError:
@@ -67,9 +65,8 @@ async def create_database_if_missing(pg: PostgresSettings) -> bool:
     else:
         await conn.close()
         return False
-    parts = urlsplit(dsn)
-    name = parts.path.lstrip("/")
-    if not name or '"' in name:
+    name = unquote(urlsplit(dsn).path.lstrip("/"))  # as asyncpg reads it: %20 is a space
+    if not name or '"' in name or "\x00" in name:
         raise ConfigError("postgres.dsn names no usable database")
     admin = await asyncpg.connect(_admin_dsn(dsn), timeout=pg.connect_timeout_s)
     try:
@@ -89,7 +86,7 @@ async def use_timescale(pg: PostgresSettings) -> bool:
     Raises ConfigError for "on" where TimescaleDB is not usable."""
     if pg.timescale == "off":
         return False
-    dsn = pg.dsn.get_secret_value()
+    dsn = db.dsn_of(pg)
     try:
         conn = await asyncpg.connect(dsn, timeout=pg.connect_timeout_s)
         missing = False
@@ -142,7 +139,7 @@ async def apply_timescale(settings: Settings) -> None:
     the migrations' lock. Raises ConfigError (aggregates.policy_offsets), StoreError."""
     pg, ts = settings.postgres, settings.timescale
     conn = await db.retrying(
-        pg, "migrate", lambda: asyncpg.connect(pg.dsn.get_secret_value(), timeout=pg.connect_timeout_s)
+        pg, "migrate", lambda: asyncpg.connect(db.dsn_of(pg), timeout=pg.connect_timeout_s)
     )
     try:
         if not await _has_hypertables(conn, pg.schema_name):
