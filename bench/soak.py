@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,15 +180,16 @@ class Bench:
         return load, publisher.sent, samples
 
     async def wait_ready(self, url: str) -> None:
+        """Until the daemon's /readyz answers 200 (consuming, PostgreSQL migrated and up)."""
         deadline = time.perf_counter() + 60
         while time.perf_counter() < deadline:
             self.check_alive()
             try:
-                await asyncio.to_thread(soak_sample.scrape, url)
+                await asyncio.to_thread(urllib.request.urlopen, url.replace("/metrics", "/readyz"), timeout=5)
                 return
-            except OSError:
+            except OSError:  # not listening yet, or 503 (HTTPError)
                 await asyncio.sleep(0.5)
-        raise BenchError("the daemon's /metrics did not answer within 60 s")
+        raise BenchError("the daemon was not ready within 60 s")
 
     async def drain(
         self, sampler: Sampler, redis: aioredis.Redis, conn: asyncpg.Connection, sent: int

@@ -5,7 +5,8 @@ Per sample: the daemon's RSS (`VmRSS` of /proc/<pid>/status) and CPU since the p
 sample; lag = messages published so far - messages the group has acknowledged (`entries-read`
 - pending, summed over the streams; everything not yet committed, whether undelivered or
 pending); from the daemon's /metrics: rows written, roller rounds, partitions and rows rolled,
-roll failures; Redis `used_memory`; the scratch database's size; the 1-minute load average.
+roll failures; the streams' memory in Redis (`MEMORY USAGE`); the scratch database's size;
+the 1-minute load average.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Sample:
     rolled_partitions: int
     rolled_rows: int
     roll_failures: int
-    redis_mib: float
+    redis_mib: float  # the streams' MEMORY USAGE
     db_mib: float
     load1: float
 
@@ -81,12 +82,12 @@ class Sampler:
             cpu_pct = 100 * (cpu_s - self.last_cpu[1]) / max(1e-9, now_s - self.last_cpu[0])
         self.last_cpu = (now_s, cpu_s)
         counters = await asyncio.to_thread(scrape, self.metrics_url)
-        memory = await redis.info("memory")
+        stream_bytes = sum([await redis.memory_usage(stream) or 0 for stream in self.streams])
         db_bytes = await conn.fetchval("SELECT pg_database_size(current_database())")
         return Sample(
             t_s=t_s, sent=sent, acked=acked, lag=sent - acked, pending=pending,
             rss_mib=rss_mib(self.pid), cpu_pct=cpu_pct, **counters,
-            redis_mib=memory["used_memory"] / MIB, db_mib=db_bytes / MIB,
+            redis_mib=stream_bytes / MIB, db_mib=db_bytes / MIB,
             load1=load_average(),
         )  # fmt: skip
 
@@ -97,7 +98,8 @@ class Sampler:
             through = await steady.acknowledged_through(redis, stream, self.group)
             if through > 0:
                 ms, seq = through >> steady.SEQ_BITS, through & ((1 << steady.SEQ_BITS) - 1)
-                await redis.xtrim(stream, minid=f"{ms}-{seq}", approximate=True)
+                # exact: `~` would trim at most 100 nodes' worth of entries per call
+                await redis.xtrim(stream, minid=f"{ms}-{seq}", approximate=False)
 
 
 def load_average() -> float:
@@ -125,7 +127,7 @@ def scrape(url: str) -> dict[str, int]:
 
 HEADER: Final = (
     f"{'t s':>6} {'sent':>10} {'lag':>7} {'RSS MiB':>8} {'CPU %':>6} {'rows written':>12} "
-    f"{'rounds':>6} {'parts':>6} {'rolled rows':>11} {'fail':>4} {'redis MiB':>9} {'db MiB':>7} {'load':>5}"
+    f"{'rounds':>6} {'parts':>6} {'rolled rows':>11} {'fail':>4} {'strm MiB':>9} {'db MiB':>7} {'load':>5}"
 )
 
 
@@ -160,7 +162,7 @@ def flatness(samples: Sequence[Sample], duration_s: float) -> list[tuple[str, st
 
     rows = []
     for name, attr, unit, fmt in (("RSS", "rss_mib", "MiB", ".1f"), ("lag", "lag", "msgs", ",.0f")):
-        minutes = f"{window / 60:.0f} min"
+        minutes = f"{window / 60:.0f} min" if window >= 60 else f"{window:.0f} s"
         rows.append(stat(f"{name}, first {minutes}", [getattr(s, attr) for s in first], unit, fmt))
         rows.append(stat(f"{name}, last {minutes}", [getattr(s, attr) for s in last], unit, fmt))
         rows.append(stat(f"{name}, whole run", [getattr(s, attr) for s in samples], unit, fmt))
@@ -168,6 +170,6 @@ def flatness(samples: Sequence[Sample], duration_s: float) -> list[tuple[str, st
                  f"{max(s.rss_mib for s in samples):.1f} MiB"))  # fmt: skip
     rows.append(stat("daemon CPU (% of one core)", [s.cpu_pct for s in samples[1:]] or [0.0], "%", ".1f"))
     rows.append(stat("load average (1 min)", [s.load1 for s in samples], "", ".2f"))
-    rows.append(stat("Redis used memory", [s.redis_mib for s in samples], "MiB", ".1f"))
+    rows.append(stat("the streams in Redis", [s.redis_mib for s in samples], "MiB", ".1f"))
     rows.append(stat("scratch database size", [s.db_mib for s in samples], "MiB", ".0f"))
     return rows
