@@ -2,7 +2,7 @@
 lag flat, and is every message stored exactly once?
 
     python bench/soak.py [--rate R] [--duration-s S] [--sample-s T] [--days D] [--out CSV]
-                         [--dsn DSN] [--redis-url URL] [--drain-timeout-s S]
+                         [--roll-interval-s I] [--dsn DSN] [--redis-url URL] [--drain-timeout-s S]
 
 One run, in order (bench/README.md explains every number):
 1. the daemon (`python -m tickvault run`, a subprocess configured by TICKVAULT_* variables)
