@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Final, Literal
-from urllib.parse import urlsplit
+from typing import Any, Final, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -29,12 +25,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from tickvault.credentials import read_secret_files
+from tickvault.connection_settings import KafkaSettings as KafkaSettings
+from tickvault.connection_settings import PostgresSettings as PostgresSettings
+from tickvault.connection_settings import RedisSettings as RedisSettings
+from tickvault.connection_settings import Section
 from tickvault.errors import ConfigError
 from tickvault.records import MAX_STATE_BYTES
 from tickvault.timestamps import MIN_EPOCH_MS
 
-Identifier = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 TopicKind = Literal["kline", "order", "fill", "bot_state", "balance", "signal", "trade", "mixed"]
 
 DEFAULT_TOPICS: Final[dict[str, TopicKind]] = {
@@ -48,64 +46,14 @@ DEFAULT_TOPICS: Final[dict[str, TopicKind]] = {
 }
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    # secret settings that may come from a file instead, as `<name>_file` (tickvault.credentials);
-    # the file's text replaces the `_file` key before validation, so those fields stay None
-    secret_files: ClassVar[tuple[str, ...]] = ()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets_from_files(cls, data: Any) -> Any:
-        return read_secret_files(data, cls.secret_files)
-
-
-SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-
-
-class PostgresSettings(_Section):
-    secret_files = ("dsn",)
-    dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/tickvault")
-    dsn_file: Path | None = None
-    # TLS, for every PostgreSQL client tickvault opens (tickvault.store.db.dsn_of); None keeps
-    # what the DSN says (libpq's sslmode etc. in its query), else the driver's default
-    sslmode: SslMode | None = None
-    sslrootcert: Path | None = None
-    sslcert: Path | None = None
-    sslkey: Path | None = None
-    schema_name: Identifier = Field("tickvault", alias="schema")
-    pool_max_size: int = Field(12, ge=2, le=100)
-    connect_timeout_s: float = Field(10.0, gt=0)
-    connect_retries: int = Field(30, ge=0)
-    retry_max_backoff_s: float = Field(5.0, gt=0)
-    create_database: bool = True
-    migrate_on_start: bool = True
-    timescale: Literal["auto", "on", "off"] = "auto"
-    partition_interval_days: int = Field(7, ge=1, le=366)
-    partitions_ahead: int = Field(2, ge=0, le=52)
-
-    @field_validator("dsn")
-    @classmethod
-    def _url(cls, value: SecretStr) -> SecretStr:
-        """A postgresql:// URL that parses (its text is never quoted: it holds the password)."""
-        try:
-            parts = urlsplit(value.get_secret_value())
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError:
-            raise ValueError("not a valid URL (postgresql://user:password@host:port/database)") from None
-        if parts.scheme not in ("postgres", "postgresql"):
-            raise ValueError("must be a postgresql:// URL")
-        return value
-
-
-class TopicSettings(_Section):
+class TopicSettings(Section):
     kind: TopicKind
     # the wire format (tickvault.codecs): tickvault's own JSON, cryptofeed's backends, or
     # Binance's raw websocket events
     codec: Literal["native", "cryptofeed", "binance"] = "native"
 
 
-class SourceSettings(_Section):
+class SourceSettings(Section):
     kind: Literal["redis", "kafka"] = "redis"
     topics: dict[str, TopicSettings] = Field(
         default_factory=lambda: {name: TopicSettings(kind=kind) for name, kind in DEFAULT_TOPICS.items()}
@@ -143,82 +91,14 @@ class SourceSettings(_Section):
         return self
 
 
-class RedisSettings(_Section):
-    secret_files = ("url", "password")
-    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    username: str | None = None
-    password: SecretStr | None = None
-    url_file: Path | None = None
-    password_file: Path | None = None
-    ssl_ca_certs: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    ssl_check_hostname: bool = True
-    group: str = Field("tickvault", min_length=1)
-    consumer: str = Field(default_factory=socket.gethostname, min_length=1)
-    start_id: str = Field("0", pattern=r"^(\$|0|\d+-\d+)$")
-    read_count: int = Field(1000, ge=1)
-    block_ms: int = Field(200, ge=1)
-    claim_idle_s: float = Field(60.0, gt=0)
-    claim_interval_s: float = Field(10.0, gt=0)
-    connect_retries: int = Field(30, ge=0)
-    retry_max_backoff_s: float = Field(5.0, gt=0)
-
-    @model_validator(mode="after")
-    def _tls_needs_rediss(self) -> RedisSettings:
-        tls_files = self.ssl_ca_certs or self.ssl_certfile or self.ssl_keyfile
-        if tls_files and not self.url.get_secret_value().startswith("rediss://"):
-            raise ValueError("ssl_* options need a rediss:// url")
-        return self
-
-
-class KafkaSettings(_Section):
-    secret_files = ("sasl_password", "ssl_password")
-    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
-    group_id: str = Field("tickvault", min_length=1)
-    client_id: str = Field(default_factory=lambda: f"tickvault-{socket.gethostname()}", min_length=1)
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    max_poll_records: int = Field(1000, ge=1)
-    poll_timeout_ms: int = Field(200, ge=1)
-    fetch_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_partition_fetch_bytes: int = Field(1024 * 1024, ge=1024)
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    heartbeat_interval_ms: int = Field(3000, ge=100)
-    max_poll_interval_ms: int = Field(300_000, ge=1000)
-    metadata_max_age_ms: int = Field(30_000, ge=1000)
-    revoke_timeout_s: float = Field(10.0, gt=0)
-    commit_interval_s: float = Field(0.2, ge=0)
-    connect_retries: int = Field(30, ge=0)
-    retry_max_backoff_s: float = Field(5.0, gt=0)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    sasl_password_file: Path | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    ssl_password: SecretStr | None = None
-    ssl_password_file: Path | None = None
-    ssl_check_hostname: bool = True
-
-    @model_validator(mode="after")
-    def _consistent(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
-            raise ValueError(f"{self.security_protocol} needs sasl_username and sasl_password")
-        if self.heartbeat_interval_ms >= self.session_timeout_ms:
-            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
-        return self
-
-
-class BatchSettings(_Section):
+class BatchSettings(Section):
     max_rows: int = Field(5000, ge=1)
     max_age_s: float = Field(0.1, gt=0)
     max_backlog_rows: int = Field(100_000, ge=1)
     writers_per_kind: int = Field(2, ge=1, le=16)
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     enabled: bool = True
     host: str = "0.0.0.0"
     port: int = Field(9108, ge=0, le=65535)
@@ -226,12 +106,12 @@ class MetricsSettings(_Section):
     max_symbol_series: int = Field(1000, ge=0)
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(False, alias="json")
 
 
-class RunSettings(_Section):
+class RunSettings(Section):
     drain_grace_s: float = Field(30.0, gt=0)
     partition_check_interval_s: float = Field(3600.0, gt=0)
 
@@ -248,7 +128,7 @@ def parse_duration_s(text: str) -> int:
     return int(match[1]) * _DURATION_UNIT_S[match[2]]
 
 
-class ArchiveSettings(_Section):
+class ArchiveSettings(Section):
     """The cold tier (tickvault.archive). Credentials are only ever passed to the filesystem."""
 
     secret_files = ("s3_access_key_id", "s3_secret_access_key")
@@ -298,7 +178,7 @@ AGGREGATE_INTERVAL_MIN: Final = {
 }  # fmt: skip
 
 
-class TimescaleSettings(_Section):
+class TimescaleSettings(Section):
     """TimescaleDB features, applied by `tickvault migrate` (and at start) where the time
     tables are hypertables (`postgres.timescale`); native partitions ignore them."""
 
@@ -330,7 +210,7 @@ class TimescaleSettings(_Section):
         return None if off else parse_duration_s(self.compress_after)
 
 
-class StateSettings(_Section):
+class StateSettings(Section):
     """Bot state (tickvault.state): the Redis cache of each bot's latest snapshot, kept on the
     server `redis.url` names, and the history table's retention in PostgreSQL."""
 
@@ -361,7 +241,7 @@ class StateSettings(_Section):
 MAX_S3_COPY_BYTES: Final = 5 * 1024**3  # S3's CopyObject limit: a blob is renamed into place by one copy
 
 
-class RepositorySettings(_Section):
+class RepositorySettings(Section):
     """The model, config and backtest repositories (tickvault.repository): blobs under
     `archive.root` (local or S3, with the archive's S3 settings), the registry in PostgreSQL."""
 
