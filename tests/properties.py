@@ -50,7 +50,7 @@ def load_profile() -> None:
 
 
 def examples(n: int) -> settings:
-    """Settings for a test of `n` examples under the `ci` profile (LONG_FACTOR × n under
+    """Settings for a test of `n` examples under the `ci` profile (LONG_FACTOR * n under
     `long`), with no deadline; function-scoped fixtures allowed (they are set up once per
     test, which the tests here expect)."""
     return settings(
@@ -67,7 +67,7 @@ MAX_COLD: Final = Decimal("99999999999999999999.999999999999999999")  # decimal(
 
 @st.composite
 def cold_decimals(draw: st.DrawFn, minimum: Decimal = -MAX_COLD, positive: bool = False) -> Decimal:
-    """A Decimal within decimal(38, 18), >= `minimum` (> 0 when `positive`), any scale 0–18,
+    """A Decimal within decimal(38, 18), >= `minimum` (> 0 when `positive`), any scale 0 to 18,
     often at the edges (one unit of 1E-18, 20 integer digits)."""
     scale = draw(st.integers(0, 18))
     top = 10 ** (20 + scale) - 1
