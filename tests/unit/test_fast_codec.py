@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from decimal import Decimal
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any, Final
 
 import pytest
