@@ -195,8 +195,10 @@ class Message:
 class Builder:
     """Draws the fields of one Message."""
 
-    def __init__(self, draw: st.DrawFn, kind: str, times: tuple[dt.datetime, dt.datetime]) -> None:
-        self.draw, self.message, self.span = draw, Message(kind), times
+    def __init__(
+        self, draw: st.DrawFn, kind: str, times: tuple[dt.datetime, dt.datetime], min_epoch_ms: int
+    ) -> None:
+        self.draw, self.message, self.span, self.floor = draw, Message(kind), times, min_epoch_ms
 
     def decimal(self, name: str, value: Decimal) -> None:
         self.message.fields[name] = self.draw(decimal_text(value))
@@ -208,7 +210,7 @@ class Builder:
         return value
 
     def time(self, name: str) -> dt.datetime:
-        text, instant = self.draw(time_text(*self.span))
+        text, instant = self.draw(time_text(*self.span, self.floor))
         self.message.fields[name] = text
         self.message.times[name] = instant
         return instant
@@ -247,7 +249,7 @@ def _kline(b: Builder) -> None:
     if b.draw(st.booleans()):
         b.raw("closed", b.draw(st.sampled_from(["true", "false"])))
     if b.draw(st.booleans()):
-        text, closes = b.draw(time_text(opened, b.span[1]))
+        text, closes = b.draw(time_text(opened, b.span[1], b.floor))
         b.message.fields["close_time"], b.message.times["close_time"] = text, closes
 
 
@@ -359,10 +361,12 @@ def messages(
     kinds: tuple[str, ...] = KINDS,
     lowest: dt.datetime = MIN_TIME,
     highest: dt.datetime = MAX_TIME,
+    min_epoch_ms: int = MIN_EPOCH_MS,
 ) -> Message:
-    """A valid message of one of `kinds`, timestamps within [lowest, highest]."""
+    """A valid message of one of `kinds`, timestamps within [lowest, highest] (integers of
+    epoch milliseconds not below `min_epoch_ms`)."""
     kind = draw(st.sampled_from(kinds))
-    builder = Builder(draw, kind, (lowest, highest))
+    builder = Builder(draw, kind, (lowest, highest), min_epoch_ms)
     BUILDERS[kind](builder)
     return builder.message
 
