@@ -7,7 +7,8 @@ codec, fast path included, then `Store.write`) or through `Vault.save_*`. Read b
 `Vault`, every decimal equals the text sent and every time the instant sent:
 - from PostgreSQL, with windows at both ends of the range (1970-01-01, 9999-12-31);
 - from the cold tier (Parquet under Iceberg), after a roll of every partition written.
-Each example uses an exchange (and ids) of its own, so examples share the schema.
+Each example uses an exchange (and ids) of its own, so examples share the schema; signal
+metadata and bot state come back equal as JSON (numbers by value).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ SAVE: Final = {
     "kline": "save_klines", "order": "save_orders", "fill": "save_fills", "balance": "save_balances",
     "signal": "save_signals", "trade": "save_trades",
 }  # fmt: skip
-_examples = itertools.count()
+_examples = itertools.count()  # each example's exchange and ids: e<n>
+_cold_days = itertools.count()  # each cold example's day: the n-th from 1970-01-01
 
 
 @dataclass
@@ -145,6 +147,9 @@ def check(rows: dict[tuple[str, str], dict[str, Any]], batch: Sequence[Message])
             assert row[name].utcoffset() == dt.timedelta(0)
         if m.kind == "bot_state":
             assert row["state"] == json.loads(m.fields["state"], parse_float=Decimal)
+        if "metadata" in m.fields:  # a signal's, as JSON text: numbers equal by value
+            sent = json.loads(m.fields["metadata"], parse_float=Decimal)
+            assert json.loads(row["metadata"], parse_float=Decimal) == sent
 
 
 @st.composite
@@ -182,7 +187,7 @@ async def test_decimals_and_times_round_trip_through_postgresql(
 
 
 def cold_window(n: int) -> tuple[dt.datetime, dt.datetime]:
-    """A day of its own for example `n`, from 1970-01-01 on (edges of the day included)."""
+    """A day of its own for the n-th example, from 1970-01-01 on (edges of the day included)."""
     start = EPOCH + n * 3 * DAY
     return start, start + DAY - dt.timedelta(microseconds=1)
 
@@ -192,12 +197,12 @@ def cold_window(n: int) -> tuple[dt.datetime, dt.datetime]:
 async def test_decimals_and_times_round_trip_through_the_cold_tier(
     env: TestEnv, stores: Stores, data: st.DataObject, through_vault: bool
 ) -> None:
-    n = next(_examples)
-    start = cold_window(n)[0]
+    n, day = next(_examples), next(_cold_days)
+    start = cold_window(day)[0]
     long_zeros = Message(
         "fill", {**LONG_ZEROS.fields, "ts": json.dumps(start.isoformat())}, LONG_ZEROS.decimals, {"ts": start}
     )
-    batch = [long_zeros, *data.draw(batches([cold_window(n)], TIME_KINDS))]
+    batch = [long_zeros, *data.draw(batches([cold_window(day)], TIME_KINDS))]
     batch = [keyed(m, n, i) for i, m in enumerate(batch)]
     await write(stores, batch, through_vault)
     outcomes = await roller.roll(stores.settings, older_than_s=0)
