@@ -19,8 +19,10 @@ import datetime as dt
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Final
 
 from hypothesis import HealthCheck, settings
@@ -137,6 +139,15 @@ def time_text(
     text = local.isoformat(timespec=draw(st.sampled_from(["auto", "microseconds", "seconds"])))
     if local.isoformat(timespec="seconds") == text and local.microsecond:  # `seconds` drops them
         text = local.isoformat()
+    finer = draw(st.one_of(st.just(""), st.from_regex(r"[0-9]{1,6}", fullmatch=True)))
+    if finer:  # digits past the microsecond, as nanosecond clocks write: rounded half-even
+        whole = instant.replace(microsecond=0)
+        micros = round(Fraction(f"0.{instant.microsecond:06d}{finer}") * 10**6)
+        if micros <= (highest - whole) // dt.timedelta(microseconds=1):  # not past `highest`
+            rounded = whole + dt.timedelta(microseconds=micros)
+            if lowest <= rounded:
+                seconds = local.isoformat(timespec="microseconds")
+                text, instant = seconds[:26] + finer + seconds[26:], rounded
     if text.endswith("+00:00") and draw(st.booleans()):
         text = text[:-6] + "Z"
     return json.dumps(text), instant
@@ -147,7 +158,15 @@ def published_time(text: str) -> dt.datetime:
     value = json.loads(text)
     if isinstance(value, int):
         return EPOCH + dt.timedelta(milliseconds=value)
-    return dt.datetime.fromisoformat(value).astimezone(dt.UTC)
+    fine = _FRACTION.search(value)
+    if fine is None:
+        return dt.datetime.fromisoformat(value).astimezone(dt.UTC)
+    whole = dt.datetime.fromisoformat(value[: fine.start()] + value[fine.end() :])
+    micros = round(Fraction("0." + fine[1]) * 10**6)  # half-even, to PostgreSQL's microsecond
+    return (whole + dt.timedelta(microseconds=micros)).astimezone(dt.UTC)
+
+
+_FRACTION: Final = re.compile(r"(?<=:[0-9]{2})[.,]([0-9]+)")  # of the seconds of hh:mm:ss
 
 
 # --- other fields -------------------------------------------------------------------------
@@ -371,6 +390,11 @@ def messages(
     return builder.message
 
 
+FILL_BASE: Final = {
+    "fill_id": '"f-1"', "order_id": '"o-1"', "exchange": '"binance"', "symbol": '"BTCUSDT"',
+    "side": '"sell"', "quantity": '"0.5"', "price": '"100"', "ts": "1767225600000",
+}  # fmt: skip
+
 # Values that break a field's rule, or sit just at or past its edge: wrong types, huge and odd
 # numbers, non-finite ones, exponents, unicode, nesting, times at and past the edges.
 ODD_VALUES: Final = (
@@ -387,6 +411,8 @@ ODD_VALUES: Final = (
     '"9999-12-31T23:59:59.999999-00:01"', '"10000-01-01T00:00:00Z"', '"+10000-01-01T00:00:00Z"',
     '"2026-01-01T00:00:00"', '"2026-01-01"', '"2026-02-30T00:00:00Z"', '"2026-01-01T24:00:00Z"',
     '"2026-01-01T00:00:00+24:00"', '"2026-01-01T00:00:00.1234567Z"', '"0001-01-01T00:00:00+00:00"',
+    '"2026-01-01T00:00:00.9999999Z"', '"9999-12-31T23:59:59.9999995Z"', '"2026-01-01T00:00:00+00:00:00.5"',
+    '"2026-01-01T00:00:00,5+01:00"', '"20260101T000000Z"', '"2026-W01-1T00:00Z"',
 )  # fmt: skip
 
 

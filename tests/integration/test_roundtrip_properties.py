@@ -6,7 +6,8 @@ ISO-8601 with offsets, at the edges of their window) and writes them the daemon'
 codec, fast path included, then `Store.write`) or through `Vault.save_*`. Read back through
 `Vault`, every decimal equals the text sent and every time the instant sent:
 - from PostgreSQL, with windows at both ends of the range (1970-01-01, 9999-12-31);
-- from the cold tier (Parquet under Iceberg), after a roll of every partition written.
+- from the cold tier (Parquet under Iceberg), after a roll of every partition written (each
+  example rolls 1970-01-01 again, merging into the cold files of the examples before).
 Each example uses an exchange (and ids) of its own, so examples share the schema; signal
 metadata and bot state come back equal as JSON (numbers by value).
 """
@@ -49,7 +50,6 @@ SAVE: Final = {
     "signal": "save_signals", "trade": "save_trades",
 }  # fmt: skip
 _examples = itertools.count()  # each example's exchange and ids: e<n>
-_cold_days = itertools.count()  # each cold example's day: the n-th from 1970-01-01
 
 
 @dataclass
@@ -186,10 +186,9 @@ async def test_decimals_and_times_round_trip_through_postgresql(
     check(await read_back(stores.vault, n, batch), batch)
 
 
-def cold_window(n: int) -> tuple[dt.datetime, dt.datetime]:
-    """A day of its own for the n-th example, from 1970-01-01 on (edges of the day included)."""
-    start = EPOCH + n * 3 * DAY
-    return start, start + DAY - dt.timedelta(microseconds=1)
+# the cold examples' day: the first of the range, its edges included. Each example writes it
+# again and rolls it, so the roll merges the new rows into the cold files of the ones before
+COLD_DAY: Final = (EPOCH, EPOCH + DAY - dt.timedelta(microseconds=1))
 
 
 @examples(4)
@@ -197,12 +196,11 @@ def cold_window(n: int) -> tuple[dt.datetime, dt.datetime]:
 async def test_decimals_and_times_round_trip_through_the_cold_tier(
     env: TestEnv, stores: Stores, data: st.DataObject, through_vault: bool
 ) -> None:
-    n, day = next(_examples), next(_cold_days)
-    start = cold_window(day)[0]
+    n, start = next(_examples), COLD_DAY[0]
     long_zeros = Message(
         "fill", {**LONG_ZEROS.fields, "ts": json.dumps(start.isoformat())}, LONG_ZEROS.decimals, {"ts": start}
     )
-    batch = [long_zeros, *data.draw(batches([cold_window(day)], TIME_KINDS))]
+    batch = [long_zeros, *data.draw(batches([COLD_DAY], TIME_KINDS))]
     batch = [keyed(m, n, i) for i, m in enumerate(batch)]
     await write(stores, batch, through_vault)
     outcomes = await roller.roll(stores.settings, older_than_s=0)

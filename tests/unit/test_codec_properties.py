@@ -23,6 +23,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.properties import (
+    FILL_BASE,
     KINDS,
     ODD_VALUES,
     Message,
@@ -31,6 +32,7 @@ from tests.properties import (
     near_valid,
     published_decimal,
     published_time,
+    time_text,
 )
 from tickvault.codecs import CODECS
 from tickvault.errors import RecordError
@@ -164,3 +166,34 @@ def test_messages_near_valid_ones_are_stored_as_published_or_dead_lettered(
         if not isinstance(item, RecordError):
             assert not isinstance(item, list)
             check_message(item, message, changed)
+
+
+@examples(100)
+@given(time_text(min_epoch_ms=0))
+@example(('"2026-01-01T00:00:00.9999999Z"', dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=dt.UTC)))  # was cut short
+@example(('"2026-01-01T00:00:00.0000015+01:00"', dt.datetime(2025, 12, 31, 23, 0, 0, 2, tzinfo=dt.UTC)))
+@example(('"9999-12-31T23:59:59.9999994Z"', dt.datetime.max.replace(tzinfo=dt.UTC)))
+def test_times_are_the_instant_published_to_the_microsecond(sent: tuple[str, dt.datetime]) -> None:
+    """Finer digits than the microsecond round half-even, as PostgreSQL rounds its input."""
+    text, instant = sent
+    assert published_time(text) == instant
+    for kind in ("fill", None):
+        payload = Message("fill", {**FILL_BASE, "ts": text}).payload(with_kind=kind is None)
+        item = outcome(CODECS["native"](0), payload, kind)
+        assert not isinstance(item, RecordError | list), item
+        assert item.time == instant
+
+
+@examples(50)
+@given(time_text(), st.from_regex(r"[.,][0-9]{1,9}", fullmatch=True))
+@example(('"2026-01-01T00:00:00+00:00"', dt.datetime(2026, 1, 1, tzinfo=dt.UTC)), ".5")  # was +00:00
+def test_an_offset_with_a_fraction_of_a_second_is_a_dead_letter(
+    sent: tuple[str, dt.datetime], fraction: str
+) -> None:
+    """fromisoformat reads +00:00:00.5 as +00:00; ISO-8601 offsets have no seconds at all."""
+    text = json.loads(sent[0])
+    text = sent[1].isoformat() if isinstance(text, int) else text.replace("Z", "+00:00")
+    payload = Message("fill", {**FILL_BASE, "ts": json.dumps(text + ":00" + fraction)}).payload()
+    for codec in NATIVE:
+        error = outcome(codec, payload, "fill")
+        assert isinstance(error, RecordError) and "offset has no fraction" in error.reason
