@@ -30,7 +30,10 @@ _FORMS: Final = "timestamps are integer epoch milliseconds or ISO-8601 strings"
 _YEAR_AFTER_9999: Final = re.compile(r"\+?0*[1-9][0-9]{4,}-[0-9]{2}-[0-9]{2}")
 # the fraction of the seconds of the time of day (hh:mm:ss or hhmmss) when it has more than
 # six digits; the offset that may follow has no such fraction
-_FINE_FRACTION: Final = re.compile(r"(?<=[0-9]{2})[.,]([0-9]{7,})(?=[^0-9]|$)")
+# a fraction of the seconds of the time of day (hh:mm:ss or hhmmss), before the offset
+_SECONDS_FRACTION: Final = re.compile(
+    r"(?:(?<=[0-9]{2}:[0-9]{2}:[0-9]{2})|(?<=[Tt ][0-9]{6}))[.,]([0-9]+)(?=[Zz+-]|$)"
+)
 _FRACTIONAL_OFFSET: Final = re.compile(r"[+-][0-9]{2}:?[0-9]{2}:?[0-9]{2}[.,][0-9]+$")
 
 
@@ -56,12 +59,20 @@ def parse_timestamp(value: Any, min_epoch_ms: int = 0) -> dt.datetime:
 def _iso(text: str) -> dt.datetime:
     """An ISO-8601 string → datetime. A fraction of a second finer than the microsecond
     (`…:00.9999999Z`, as nanosecond clocks write) is rounded half-even to the microsecond,
-    as PostgreSQL rounds its input, rather than cut short as `fromisoformat` cuts it. An
-    offset with a fraction of a second is refused (`fromisoformat` drops the fraction)."""
-    if _FRACTIONAL_OFFSET.search(text):  # which fromisoformat would ignore: +00:00:00.5 as +00:00
-        raise ValueError("not an ISO-8601 timestamp: a UTC offset has no fraction of a second")
-    fine = _FINE_FRACTION.search(text)
-    micros = 0
+    as PostgreSQL rounds its input, rather than cut short as `fromisoformat` cuts it. A
+    fraction anywhere but after the seconds is refused (`fromisoformat` drops an offset's and
+    reads a minute's or an hour's as a second's)."""
+    micros, fine = 0, None
+    if "." in text or "," in text:
+        if _FRACTIONAL_OFFSET.search(text):  # which fromisoformat ignores: +00:00:00.5 as +00:00
+            raise ValueError("not an ISO-8601 timestamp: a UTC offset has no fraction of a second")
+        fine = _SECONDS_FRACTION.search(text)
+        # fromisoformat reads 00:00.5 (half a minute) and 00.5 (half an hour) as half a second,
+        # and takes 00:00:00.1234567.5 as 00:00:00.123456
+        if fine is None or text.count(".") + text.count(",") > 1:
+            raise ValueError("not an ISO-8601 timestamp: a fraction must follow the seconds")
+        if len(fine[1]) <= 6:
+            fine = None
     if fine is not None:
         digits = fine[1]
         micros = int(digits[:6]) + _rounds_up(digits[:6], digits[6:])

@@ -197,3 +197,22 @@ def test_an_offset_with_a_fraction_of_a_second_is_a_dead_letter(
     for codec in NATIVE:
         error = outcome(codec, payload, "fill")
         assert isinstance(error, RecordError) and "offset has no fraction" in error.reason
+
+
+@examples(50)
+@given(time_text(), st.from_regex(r"[.,][0-9]{1,9}", fullmatch=True), st.sampled_from([13, 16, 19]))
+@example(('"2026-01-01T00:00:00Z"', dt.datetime(2026, 1, 1, tzinfo=dt.UTC)), ".5", 16)  # read as 0.5 s
+@example(('"2026-01-01T00:00:00Z"', dt.datetime(2026, 1, 1, tzinfo=dt.UTC)), ".5", 13)
+def test_a_fraction_anywhere_but_after_the_seconds_is_a_dead_letter(
+    sent: tuple[str, dt.datetime], fraction: str, end: int
+) -> None:
+    """A fraction of the hour (hh.5) or the minute (hh:mm.5), which fromisoformat read as a
+    fraction of a second, or a second fraction after the seconds' (ss.5.5)."""
+    text = json.loads(sent[0])
+    text = sent[1].isoformat() if isinstance(text, int) else text.replace("Z", "+00:00")
+    offset = text[-6:]
+    odd = text[:end] + fraction + offset if end < 19 else text[:-6] + ".5" + fraction + offset
+    payload = Message("fill", {**FILL_BASE, "ts": json.dumps(odd)}).payload()
+    for codec in NATIVE:
+        error = outcome(codec, payload, "fill")
+        assert isinstance(error, RecordError) and "ts: not an ISO-8601 timestamp" in error.reason, odd
