@@ -51,12 +51,12 @@ def load_profile() -> None:
     settings.load_profile(PROFILE)
 
 
-def examples(n: int) -> settings:
-    """Settings for a test of `n` examples under the `ci` profile (LONG_FACTOR * n under
-    `long`), with no deadline; function-scoped fixtures allowed (they are set up once per
-    test, which the tests here expect)."""
+def examples(n: int, long: int | None = None) -> settings:
+    """Settings for a test of `n` examples under the `ci` profile (`long`, default
+    LONG_FACTOR * n, under `long`), with no deadline; function-scoped fixtures allowed (they
+    are set up once per test, which the tests here expect)."""
     return settings(
-        max_examples=n * (LONG_FACTOR if PROFILE == "long" else 1),
+        max_examples=(n * LONG_FACTOR if long is None else long) if PROFILE == "long" else n,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )

@@ -191,7 +191,8 @@ async def test_decimals_and_times_round_trip_through_postgresql(
 COLD_DAY: Final = (EPOCH, EPOCH + DAY - dt.timedelta(microseconds=1))
 
 
-@examples(4)
+@pytest.mark.timeout(1200)  # the long profile's 40 rolls (each sweeps a cold table that grows)
+@examples(4, long=40)
 @given(st.data(), st.booleans())
 async def test_decimals_and_times_round_trip_through_the_cold_tier(
     env: TestEnv, stores: Stores, data: st.DataObject, through_vault: bool
