@@ -28,7 +28,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.helpers import TestEnv
-from tests.properties import Message, examples, messages, published_decimal, published_time
+from tests.properties import examples, published_decimal, published_time
+from tests.property_messages import Message, messages
 from tickvault.archive import roller
 from tickvault.codecs import native
 from tickvault.decimals import text

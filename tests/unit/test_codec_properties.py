@@ -22,18 +22,8 @@ from typing import Any, Final
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.properties import (
-    FILL_BASE,
-    KINDS,
-    ODD_VALUES,
-    Message,
-    examples,
-    messages,
-    near_valid,
-    published_decimal,
-    published_time,
-    time_text,
-)
+from tests.properties import examples, published_decimal, published_time, time_text
+from tests.property_messages import FILL_BASE, KINDS, ODD_VALUES, Message, messages, near_valid
 from tickvault.codecs import CODECS
 from tickvault.errors import RecordError
 from tickvault.records import RECORD_TYPES, Order

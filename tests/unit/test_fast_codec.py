@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from tests.integration.test_bad_input import BAD
 from tests.integration.test_trades import BAD as BAD_TRADES
 from tests.integration.test_trades import payload as trade_payload
-from tests.properties import Message, examples, messages, near_valid
+from tests.properties import examples
+from tests.property_messages import Message, messages, near_valid
 from tests.unit.test_records import DROP, FILL, KLINE, TRADE, raw
 from tickvault.codecs import fast, native
 from tickvault.errors import RecordError

@@ -19,7 +19,8 @@ from typing import Any, Final
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.properties import IDENTIFIERS, ODD_VALUES, cold_decimals, examples
+from tests.properties import IDENTIFIERS, cold_decimals, examples
+from tests.property_messages import ODD_VALUES
 from tests.unit.test_codec_properties import outcome
 from tickvault.codecs import binance, cryptofeed
 from tickvault.errors import RecordError
