@@ -23,10 +23,12 @@ import redis.asyncio as aioredis
 
 from tests.fault import report as fault_report
 from tests.helpers import Daemon, KafkaBroker, TestEnv, admin, free_port, private_postgres
+from tests.properties import load_profile
 from tickvault.settings import Settings
 
 ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+load_profile()  # hypothesis: HYPOTHESIS_PROFILE=ci (default) or long, see tests/properties.py
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -72,7 +72,19 @@ def _decimal(value: Any) -> Decimal:
             f"does not fit {COLD_TYPE}, the cold tier's type: at most {COLD_INTEGER_DIGITS} integer "
             f"and {COLD_SCALE} fractional digits"
         )
-    return number
+    return _at_most_cold_scale(number)
+
+
+def _at_most_cold_scale(number: Decimal) -> Decimal:
+    """The same value with at most COLD_SCALE fractional digits: the zeros past the 18th
+    decimal (all there can be, once it fits the cold type) dropped, exactly. Stored with its
+    scale as sent, `1.5` and 30 zeros, with a 20-digit integer part, would take more than the
+    38 digits of decimal(38, 18) that reads and rolls parse PostgreSQL's text into."""
+    sign, digits, exponent = number.as_tuple()
+    if not isinstance(exponent, int) or exponent >= -COLD_SCALE:
+        return number
+    kept = digits[: len(digits) - (-COLD_SCALE - exponent)] or (0,)
+    return Decimal((sign, kept, -COLD_SCALE))
 
 
 def _non_negative(value: Decimal) -> Decimal:

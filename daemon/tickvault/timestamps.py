@@ -28,6 +28,13 @@ _MS_RANGE: Final = f"0..{MAX_EPOCH_MS} (1970-01-01T00:00:00Z..9999-12-31T23:59:5
 _NOT_A_TIME: Final = "timestamp must be epoch milliseconds or an ISO-8601 string"
 _FORMS: Final = "timestamps are integer epoch milliseconds or ISO-8601 strings"
 _YEAR_AFTER_9999: Final = re.compile(r"\+?0*[1-9][0-9]{4,}-[0-9]{2}-[0-9]{2}")
+# the fraction of the seconds of the time of day (hh:mm:ss or hhmmss) when it has more than
+# six digits; the offset that may follow has no such fraction
+# a fraction of the seconds of the time of day (hh:mm:ss or hhmmss), before the offset
+_SECONDS_FRACTION: Final = re.compile(
+    r"(?:(?<=[0-9]{2}:[0-9]{2}:[0-9]{2})|(?<=[Tt ][0-9]{6}))[.,]([0-9]+)(?=[Zz+-]|$)"
+)
+_FRACTIONAL_OFFSET: Final = re.compile(r"[+-][0-9]{2}:?[0-9]{2}:?[0-9]{2}[.,][0-9]+$")
 
 
 def parse_timestamp(value: Any, min_epoch_ms: int = 0) -> dt.datetime:
@@ -43,16 +50,50 @@ def parse_timestamp(value: Any, min_epoch_ms: int = 0) -> dt.datetime:
     if isinstance(value, float | Decimal):
         raise ValueError(_fraction_reason(value))
     if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            # ISO-8601 writes years past 9999 with more digits, which datetime cannot parse
-            raise ValueError(
-                f"outside {TIME_RANGE}" if _YEAR_AFTER_9999.match(value) else "not an ISO-8601 timestamp"
-            ) from None
+        value = _iso(value)
     if isinstance(value, dt.datetime):
         return _utc(value)
     raise ValueError(_NOT_A_TIME)
+
+
+def _iso(text: str) -> dt.datetime:
+    """An ISO-8601 string → datetime. A fraction of a second finer than the microsecond
+    (`…:00.9999999Z`, as nanosecond clocks write) is rounded half-even to the microsecond,
+    as PostgreSQL rounds its input, rather than cut short as `fromisoformat` cuts it. A
+    fraction anywhere but after the seconds is refused (`fromisoformat` drops an offset's and
+    reads a minute's or an hour's as a second's)."""
+    micros, fine = 0, None
+    if "." in text or "," in text:
+        if _FRACTIONAL_OFFSET.search(text):  # which fromisoformat ignores: +00:00:00.5 as +00:00
+            raise ValueError("not an ISO-8601 timestamp: a UTC offset has no fraction of a second")
+        fine = _SECONDS_FRACTION.search(text)
+        # fromisoformat reads 00:00.5 (half a minute) and 00.5 (half an hour) as half a second,
+        # and takes 00:00:00.1234567.5 as 00:00:00.123456
+        if fine is None or text.count(".") + text.count(",") > 1:
+            raise ValueError("not an ISO-8601 timestamp: a fraction must follow the seconds")
+        if len(fine[1]) <= 6:
+            fine = None
+    if fine is not None:
+        digits = fine[1]
+        micros = int(digits[:6]) + _rounds_up(digits[:6], digits[6:])
+        text = text[: fine.start()] + text[fine.end() :]  # the whole seconds, and what follows
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        # ISO-8601 writes years past 9999 with more digits, which datetime cannot parse
+        raise ValueError(
+            f"outside {TIME_RANGE}" if _YEAR_AFTER_9999.match(text) else "not an ISO-8601 timestamp"
+        ) from None
+    try:
+        return parsed + dt.timedelta(microseconds=micros) if micros else parsed
+    except OverflowError:  # 9999-12-31T23:59:59.9999995Z rounds past the end of datetime
+        raise ValueError(f"outside {TIME_RANGE}") from None
+
+
+def _rounds_up(kept: str, rest: str) -> bool:
+    """Whether digits `kept` followed by `rest` round half-even up at the end of `kept`."""
+    first, after = rest[0], rest[1:].strip("0")
+    return first > "5" or (first == "5" and (bool(after) or int(kept[-1]) % 2 == 1))
 
 
 def _epoch_ms(value: int, min_epoch_ms: int) -> int:

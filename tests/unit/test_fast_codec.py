@@ -6,7 +6,8 @@ For every payload of the corpus, with the topic's kind and with none (a mixed st
   the same category and reason, as the model alone (`to_item(native.decode(...))`).
 The corpus sets every field of a kline, a fill and a trade to each of many valid and invalid JSON
 values, adds seeded random mixes of those, every bad message of the integration tests and the
-published examples. The hot path must also accept the common shapes, or it would be no
+published examples; hypothesis adds generated valid and near-valid messages of every kind
+(tests/properties.py). The hot path must also accept the common shapes, or it would be no
 faster than pydantic.
 """
 
@@ -16,13 +17,18 @@ import datetime as dt
 import json
 import random
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any, Final
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.integration.test_bad_input import BAD
 from tests.integration.test_trades import BAD as BAD_TRADES
 from tests.integration.test_trades import payload as trade_payload
+from tests.properties import examples
+from tests.property_messages import Message, messages, near_valid
 from tests.unit.test_records import DROP, FILL, KLINE, TRADE, raw
 from tickvault.codecs import fast, native
 from tickvault.errors import RecordError
@@ -189,3 +195,37 @@ def test_messages_with_escapes_are_left_to_the_model_which_escapes_for_copy() ->
     row = native.decode_item(payload, "fill")
     assert isinstance(row, Row)
     assert "\ta\\\\b\t" in row.text
+
+
+FLOORS = st.sampled_from([MIN_EPOCH_MS, 0])
+
+
+@examples(200)
+@given(messages(), st.booleans(), FLOORS)
+def test_generated_messages_of_every_kind_agree(message: Message, mixed: bool, min_epoch_ms: int) -> None:
+    """Valid messages of every kind, every decimal form, times at the edges, unicode text."""
+    payload = message.payload(with_kind=mixed)
+    took = agree(payload, None if mixed else message.kind, min_epoch_ms)
+    assert took or message.kind not in BASES or b"\\" in payload or _unusual(message)
+
+
+def _unusual(message: Message) -> bool:
+    """A decimal the hot path leaves to the model: negative, or not written plainly (a sign,
+    an exponent, spaces, leading zeros, more than 18 decimals; a JSON number such as 0.0000000
+    that Python's Decimal writes with an exponent, 0E-7)."""
+    for name, value in message.decimals.items():
+        text = message.fields[name]
+        plain = json.loads(text) if text.startswith('"') else str(Decimal(text))
+        if value < 0 or plain != format(value, "f"):
+            return True
+    return False
+
+
+@examples(300)
+@given(near_valid(), st.booleans(), FLOORS)
+def test_generated_near_valid_messages_of_every_kind_agree(
+    mutated: tuple[Message, set[str]], mixed: bool, min_epoch_ms: int
+) -> None:
+    """One to three fields removed, added or set to a wrong type, an odd number or an edge."""
+    message, _ = mutated
+    agree(message.payload(with_kind=mixed), None if mixed else message.kind, min_epoch_ms)

@@ -103,12 +103,18 @@ def _execution_report(event: Event) -> list[tuple[str, dict[str, Any]]]:
     return [("order", order), ("fill", fill)]
 
 
+def _lookup(names: dict[str, str], value: Any) -> str | None:
+    """names[value] for a string value; None for any other (a JSON array or object is not
+    even hashable)."""
+    return names.get(value) if isinstance(value, str) else None
+
+
 def _order(event: Event) -> dict[str, Any]:
-    order_type = _ORDER_TYPES.get(required(event, "o"))
+    order_type = _lookup(_ORDER_TYPES, required(event, "o"))
     if order_type is None:
         raise Unmappable(f"o: {event['o']!r} is not an order type tickvault stores")
     filled, quote = _decimal(event, "z"), _decimal(event, "Z")
-    status = _STATUSES.get(required(event, "X"))
+    status = _lookup(_STATUSES, required(event, "X"))
     if status is None:
         raise Unmappable(f"X: {event['X']!r} is not an order status tickvault knows")
     if status == _BY_FILLS:

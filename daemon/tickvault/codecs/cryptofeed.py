@@ -22,11 +22,12 @@ order ← order_info); on a `mixed` topic the fields tell: `start` and `interval
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any, Final
 
 from tickvault.codecs.mapping import Unmappable, epoch_seconds, record, required
 from tickvault.codecs.native import parse_json
+from tickvault.decimals import COLD_PRECISION, COLD_TYPE, fits_cold
 from tickvault.errors import RecordError
 from tickvault.rows import Item
 from tickvault.timestamps import MIN_EPOCH_MS
@@ -160,10 +161,18 @@ def _is_zero(value: Any) -> bool:
 
 
 def _filled(quantity: Any, remaining: Any) -> Decimal:
-    """amount - remaining (0 when remaining is not known)."""
+    """amount - remaining (0 when remaining is not known), exact. Both must fit the cold
+    tier's decimal(38, 18), as every stored decimal does; their difference then takes at most
+    COLD_PRECISION + 1 digits, so it is computed with that many rather than the default
+    context's 28, which rounded it."""
     if remaining is None or quantity is None:
         return Decimal(0)
-    return _as_decimal(quantity, "amount") - _as_decimal(remaining, "remaining")
+    amount, left = _as_decimal(quantity, "amount"), _as_decimal(remaining, "remaining")
+    for name, value in (("amount", amount), ("remaining", left)):
+        if not fits_cold(value):
+            raise Unmappable(f"{name}: {value} does not fit {COLD_TYPE}, the cold tier's type")
+    with localcontext(prec=COLD_PRECISION + 1):
+        return amount - left
 
 
 def _status(value: Any, filled: Decimal, remaining: Any) -> str:

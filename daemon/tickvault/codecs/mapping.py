@@ -20,7 +20,7 @@ from tickvault.rows import Item, to_item
 from tickvault.timestamps import EPOCH, MAX_TIME, TIME_RANGE
 
 _MICROSECOND: Final = Decimal("0.000001")
-_MAX_EPOCH_S: Final = Decimal((MAX_TIME - EPOCH).total_seconds())
+_MAX_EPOCH_US: Final = (MAX_TIME - EPOCH) // dt.timedelta(microseconds=1)  # exact, unlike total_seconds()
 
 
 class Unmappable(ValueError):
@@ -45,9 +45,12 @@ def epoch_seconds(value: Any, name: str) -> dt.datetime:
         seconds = value if isinstance(value, Decimal) else Decimal(value)
     except InvalidOperation:
         raise Unmappable(f"{name}: {value!r} is not a number of epoch seconds") from None
-    if not seconds.is_finite() or not 0 <= seconds <= _MAX_EPOCH_S:
+    # the range is checked on the rounded value: 253402300799.9999995 rounds past the end
+    micros = None
+    if seconds.is_finite() and 0 <= seconds <= _MAX_EPOCH_US:  # a coarse bound before quantize
+        micros = int(seconds.quantize(_MICROSECOND, rounding=ROUND_HALF_EVEN).scaleb(6))
+    if micros is None or micros > _MAX_EPOCH_US:
         raise Unmappable(f"{name}: epoch seconds outside {TIME_RANGE}")
-    micros = int(seconds.quantize(_MICROSECOND, rounding=ROUND_HALF_EVEN).scaleb(6))
     return EPOCH + dt.timedelta(microseconds=micros)
 
 
