@@ -28,8 +28,6 @@ _MS_RANGE: Final = f"0..{MAX_EPOCH_MS} (1970-01-01T00:00:00Z..9999-12-31T23:59:5
 _NOT_A_TIME: Final = "timestamp must be epoch milliseconds or an ISO-8601 string"
 _FORMS: Final = "timestamps are integer epoch milliseconds or ISO-8601 strings"
 _YEAR_AFTER_9999: Final = re.compile(r"\+?0*[1-9][0-9]{4,}-[0-9]{2}-[0-9]{2}")
-# the fraction of the seconds of the time of day (hh:mm:ss or hhmmss) when it has more than
-# six digits; the offset that may follow has no such fraction
 # a fraction of the seconds of the time of day (hh:mm:ss or hhmmss), before the offset
 _SECONDS_FRACTION: Final = re.compile(
     r"(?:(?<=[0-9]{2}:[0-9]{2}:[0-9]{2})|(?<=[Tt ][0-9]{6}))[.,]([0-9]+)(?=[Zz+-]|$)"
