@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEAD: Final = "dead_letter"
 _TOPIC: Final = attrgetter("topic")
+_VERSION: Final = attrgetter("version")
 IDLE_POLL_S: Final = 1.0  # how often a reader blocked by a full backlog tells the source it is alive
 
 
@@ -365,7 +366,7 @@ class Pipeline:
         return whole
 
     async def _write_records(self, kind: str, items: list[Item], messages: list[Message]) -> None:
-        versions = [m.version for m in messages]
+        versions = list(map(_VERSION, messages))
         result = await self._retrying(
             f"{len(items)} {kind} rows", lambda: self.store.write(kind, items, versions)
         )

@@ -253,9 +253,10 @@ def kline_row(
     """The row of a kline given as text: times as (UTC datetime, COPY text) pairs (`closes`
     may be `(None, NULL)`), decimals as their text, `quote_volume` and `trades` as text or
     NULL. The caller has checked what this does not: `interval` is one of INTERVALS, `trades`
-    is NULL or the digits of an integer within a bigint, and `quote_volume` is not "\\N" sent
-    as text (it would read as NULL). None when the model must decide (see the module's
-    docstring). Raises TypeError when a value is not a str."""
+    is NULL or the digits of an integer within a bigint; a `quote_volume` of "\\N" reads as
+    NULL (the native codec refuses it as text before the call; Binance CSV imports take it).
+    None when the model must decide (see the module's docstring). Raises TypeError when a
+    value is not a str."""
     series = f"{exchange}\t{symbol}"  # the start of the row's text too; both are str (msgspec)
     text = "\t".join((
         series, interval, opened[1], closes[1], open_, high, low, close, volume, quote_volume, trades,

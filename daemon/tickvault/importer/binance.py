@@ -33,7 +33,7 @@ from tickvault.errors import ConfigError, RecordError
 from tickvault.importer.chunk import Chunk
 from tickvault.importer.files import lines, size_of
 from tickvault.records import INTERVALS, MAX_BIGINT
-from tickvault.rows import NULL, Item, to_item
+from tickvault.rows import Item, to_item
 from tickvault.timestamps import parse_epoch_ms_or_us
 
 _NAME: Final = re.compile(
@@ -154,8 +154,7 @@ def kline(raw: bytes, series: Series, min_epoch_ms: int) -> Item:
     f = _text(raw)
     if len(f) >= 9:
         opened, closes, trades = _epoch(f[0], min_epoch_ms), _epoch(f[6], min_epoch_ms), f[8]
-        digits = trades.isascii() and trades.isdigit() and len(trades) < _BIGINT_DIGITS
-        if opened and closes and digits and f[7] != NULL:  # "\\N" as text would read as NULL
+        if opened and closes and trades.isascii() and trades.isdigit() and len(trades) < _BIGINT_DIGITS:
             interval = series.interval
             assert interval is not None  # series_of gives klines an interval
             row = kline_row(

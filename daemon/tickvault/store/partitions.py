@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Protocol
 
 import asyncpg
@@ -105,7 +105,13 @@ class NativePartitioner:
         return lower, None if lower > MAX_TIME - width else lower + width
 
     async def ensure(self, conn: asyncpg.Connection, table: TimeTable, times: Iterable[dt.datetime]) -> None:
-        for bucket in {self.bucket(ts) for ts in times}:
+        times = times if isinstance(times, Collection) else list(times)
+        if not times:
+            return
+        # buckets follow time: when the earliest and latest share one, every time is in it
+        # (a batch of a live feed: no Python call per row)
+        first, last = self.bucket(min(times)), self.bucket(max(times))
+        for bucket in {first} if first == last else {self.bucket(ts) for ts in times}:
             if (table.name, bucket) not in self._known:
                 try:
                     await self._create(conn, table, bucket)
