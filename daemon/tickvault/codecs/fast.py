@@ -140,10 +140,16 @@ _DECODERS: Final = {
     None: msgspec.json.Decoder(_Kline | _Fill | _Trade, float_hook=Decimal).decode,  # "kind" required
 }
 _NO_TIME: Final = (None, NULL)
-_TIMES_CACHED: Final = 4096
+# a Kafka fetch hands over up to a partition's megabyte at a time (~7,000 trades, one per
+# millisecond when trades are spread over partitions) before the next partition's records of
+# the same milliseconds: the cache must span such a run
+_TIMES_CACHED: Final = 16384
 _times: dict[int | str, tuple[dt.datetime, str]] = {}
 _seconds: dict[int, tuple[dt.datetime, str]] = {}  # epoch second → (its datetime, its text)
 _UTC: Final = "+00:00"
+# by millisecond of the second: its timedelta and the rest of the text (as isoformat writes it)
+_MS_DELTAS: Final = tuple(dt.timedelta(milliseconds=ms) for ms in range(1000))
+_MS_TEXTS: Final = (_UTC, *(f".{ms:03d}000{_UTC}" for ms in range(1, 1000)))
 _SERIES_CACHED: Final = 65536
 _series: set[str] = set()
 
@@ -200,9 +206,7 @@ def _epoch_ms(value: int) -> tuple[dt.datetime, str]:
             _seconds.clear()
         moment = EPOCH + dt.timedelta(0, seconds)
         second = _seconds[seconds] = (moment, field(moment).removesuffix(_UTC))
-    if ms:
-        return second[0] + dt.timedelta(0, 0, 0, ms), f"{second[1]}.{ms:03d}000{_UTC}"
-    return second[0], second[1] + _UTC
+    return second[0] + _MS_DELTAS[ms], second[1] + _MS_TEXTS[ms]
 
 
 def _known(series: str, exchange: str, symbol: str) -> bool:
