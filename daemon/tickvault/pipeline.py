@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEAD: Final = "dead_letter"
 _TOPIC: Final = attrgetter("topic")
+_VERSION: Final = attrgetter("version")
 IDLE_POLL_S: Final = 1.0  # how often a reader blocked by a full backlog tells the source it is alive
 
 
@@ -255,33 +256,37 @@ class Pipeline:
         counts: Counter[tuple[Any, ...]] = Counter()  # metrics: labels() per message costs too much
         limit = self.config.max_message_bytes
         source = messages[0].source if messages else ""  # one read, one source
+        # per kind, the (items, messages) lists of its writers, in writer order
+        slots = {kind: [taken[key] for key in keys] for kind, keys in self._writers.items()}
+        letters, letter_messages = taken[DEAD]
         for topic, run in groupby(messages, key=_TOPIC):  # a read comes in runs of one stream
             route = self.routes.get(topic)
             label = (route.kind if route else None) or "mixed"
+            codec, kind = (route.codec, route.kind) if route is not None else (None, None)
             n = 0
             for message in run:
                 n += 1
+                payload = message.payload
                 try:
-                    payload = message.payload or b""
-                    if route is not None and message.error is None and len(payload) <= limit:
-                        item = route.codec(payload, route.kind)
+                    if codec is not None and message.error is None and len(payload or b"") <= limit:
+                        item = codec(payload or b"", kind)
                     else:
                         raise self._refusal(message, route)
                 except RecordError as exc:
                     counts[(metrics.MESSAGES_REJECTED, label, source, exc.category)] += 1
-                    letter = DeadLetter(
-                        message.source, message.topic, message.entry_id, route.kind if route else None,
-                        exc.category, exc.reason, message.payload or b"",
+                    letters.append(
+                        DeadLetter(
+                            message.source, message.topic, message.entry_id, kind,
+                            exc.category, exc.reason, payload or b"",
+                        )
                     )  # fmt: skip
-                    letters, letter_messages = taken[DEAD]
-                    letters.append(letter)
                     letter_messages.append(message)
                     continue
                 if isinstance(item, list):
                     self._take_parts(item, message, taken)
                     continue
-                writers = self._writers[item.KIND]
-                items, item_messages = taken[writers[hash(item.writer_key) % len(writers)]]
+                writers = slots[item.KIND]
+                items, item_messages = writers[hash(item.writer_key) % len(writers)]
                 items.append(item)
                 item_messages.append(message)
             counts[(metrics.MESSAGES_CONSUMED, label, source)] += n
@@ -361,7 +366,7 @@ class Pipeline:
         return whole
 
     async def _write_records(self, kind: str, items: list[Item], messages: list[Message]) -> None:
-        versions = [m.version for m in messages]
+        versions = list(map(_VERSION, messages))
         result = await self._retrying(
             f"{len(items)} {kind} rows", lambda: self.store.write(kind, items, versions)
         )

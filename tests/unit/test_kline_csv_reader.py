@@ -3,17 +3,21 @@ the same rows, versions, entries, dead letters (reason and line number) and prog
 
 from __future__ import annotations
 
+import datetime as dt
+import random
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from tickvault.errors import RecordError
 from tickvault.importer import binance, klines_csv
 from tickvault.importer.chunk import Chunk
 from tickvault.importer.files import lines, size_of
+from tickvault.timestamps import EPOCH, MAX_EPOCH_US
 
 SERIES = binance.Series("klines", "binance", "BTCUSDT", "1m")
 HEADER = "open_time,open,high,low,close,volume,close_time,quote_volume,count,tbv,tbqv,ignore"
@@ -104,3 +108,14 @@ def test_column_wise_rows_are_the_fast_paths_rows(tmp_path: Path) -> None:
     rows = [item for chunk in klines_csv.chunks(path, SERIES, 100, 0) for item in chunk.items]
     assert rows == [binance.kline(line.encode(), SERIES, 0) for line in LINES[1:4]]
     assert rows[2].text.split("\t")[3] == "2024-01-01 00:01:00.123456+00:00"
+
+
+def test_time_text_is_isoformat_across_the_whole_range() -> None:
+    """`_iso` builds the text from tables (time of day, each distinct date and fraction); it
+    must be `datetime.isoformat(" ")` of the same UTC time everywhere, fractions included."""
+    rng = random.Random(16)
+    edges = [0, 1, 999_999, 1_000_000, 86_399_999_999, 86_400_000_000, MAX_EPOCH_US]
+    values = edges + [rng.randint(0, MAX_EPOCH_US) for _ in range(5000)]
+    values += [1_704_067_200_000_000 + 60_000_000 * i + 59_999_000 for i in range(1000)]  # 1m closes
+    expected = [(EPOCH + dt.timedelta(microseconds=v)).isoformat(" ") for v in values]
+    assert klines_csv._iso(pa.array(values, pa.int64())).to_pylist() == expected

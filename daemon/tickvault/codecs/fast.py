@@ -5,19 +5,22 @@ the kinds that make up almost all traffic are checked here. This path only ever
 accepts. It returns a `Row` when the message is valid under the models in `records.py`,
 and that Row is exactly the one the model's record would give. Otherwise it returns None
 and the message takes the pydantic path, which decides and words the error. None covers
-other kinds, every error, and valid but unusual forms: a JSON escape anywhere in the
-message, exponent notation, a sign, leading zeros or spaces in a number, a negative fee, a
-trade_id sent as a JSON number (which the model refuses).
+other kinds, every error, and valid but unusual forms: a string that holds a backslash, a
+control character or a lone surrogate (which COPY would need escaped), exponent notation, a
+sign, leading zeros or spaces in a number, a negative fee, a trade_id sent as a JSON number
+(which the model refuses).
 The rules therefore stay in one place; tests/unit/test_fast_codec.py checks on valid and
 invalid input that both paths give the same row or the same error.
 
 How it stays cheap: msgspec decodes a message into a Struct and checks the types (and the
 interval, trades and closed) in C. The row's COPY text is joined at once and one regular
-expression over it checks every text and decimal field; only the timestamps (cached, klines
-of one minute share them) and a kline's high/low range are checked in Python. The cache is
-shared by every floor (`min_epoch_ms`, see `records.parse_timestamp`): an integer is compared
-with the floor before it is looked up. A message without a backslash holds no string that
-needs COPY escaping or could read as `\\N`.
+expression over it checks every text and decimal field but the series ("exchange<TAB>symbol",
+checked once and cached); only the timestamps (cached, klines of one minute share them;
+epoch milliseconds turned into text by the second) and a kline's high/low range are checked
+in Python. The time cache is shared by every floor (`min_epoch_ms`, see
+`records.parse_timestamp`): an integer is compared with the floor before it is looked up.
+A text field's pattern admits no backslash, so nothing needs COPY escaping; an optional field
+sent as the text "\\N" (which would read as NULL) is refused before the check.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from tickvault.records import (
     Interval,
 )
 from tickvault.rows import NULL, Row, field, new_row
-from tickvault.timestamps import MIN_EPOCH_MS, parse_timestamp
+from tickvault.timestamps import EPOCH, MAX_EPOCH_MS, MIN_EPOCH_MS, parse_timestamp
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -96,18 +99,24 @@ def _or_null(pattern: str) -> str:
     return rf"(?:{pattern}|\\N)"
 
 
-def _row_check(*fields: str) -> Callable[[str], re.Match[str] | None]:
+def _row_check(*fields: str) -> Callable[..., re.Match[str] | None]:
     return re.compile("\t".join(fields)).fullmatch
 
 
 # a decimal the fast path takes as it is: non-negative, written plainly, within decimal(38, 18)
 # (records.fits_cold; longer fractions that end in zeros may fit too: the model decides those)
 PLAIN_DECIMAL: Final = r"(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,18})?"
-_TEXT: Final = rf"[^\x00-\x1f\x7f]{{1,{TEXT_MAX_LENGTH}}}"
+# no control character, backslash or lone surrogate: nothing COPY must escape, nothing the
+# UTF-8 encoder refuses (a JSON escape may have written any of them)
+_TEXT: Final = rf"[^\x00-\x1f\x7f\\\ud800-\udfff]{{1,{TEXT_MAX_LENGTH}}}"
 _POSITIVE: Final = rf"(?=[0-9.]*[1-9]){PLAIN_DECIMAL}"  # and greater than zero
 _ANY: Final = r"[^\t]+"  # a field the Struct's type or `_time` has already checked
+# kline and trade rows start with their series, checked on its own (`_known`): the row check
+# starts after it
+_EXCHANGE: Final = re.compile(_bare(EXCHANGE_PATTERN)).fullmatch
+_SYMBOL: Final = re.compile(_bare(SYMBOL_PATTERN)).fullmatch
 _KLINE_ROW: Final = _row_check(
-    _bare(EXCHANGE_PATTERN), _bare(SYMBOL_PATTERN), _ANY, _ANY, _ANY,
+    _ANY, _ANY, _ANY,
     PLAIN_DECIMAL, PLAIN_DECIMAL, PLAIN_DECIMAL, PLAIN_DECIMAL, PLAIN_DECIMAL,
     _or_null(PLAIN_DECIMAL), _ANY, _ANY,
 )  # fmt: skip
@@ -117,7 +126,7 @@ _FILL_ROW: Final = _row_check(
     _or_null("(?:maker|taker)"), _or_null(_bare(BOT_ID_PATTERN)), _or_null(_TEXT), _ANY,
 )  # fmt: skip
 _TRADE_ROW: Final = _row_check(
-    _bare(EXCHANGE_PATTERN), _bare(SYMBOL_PATTERN), _TEXT, _POSITIVE, _POSITIVE,
+    _TEXT, _POSITIVE, _POSITIVE,
     _or_null("(?:buy|sell)"), _or_null(PLAIN_DECIMAL), _ANY,
 )  # fmt: skip
 _KLINE_DECIMALS: Final = ("open", "high", "low", "close", "volume", "quote_volume")
@@ -131,15 +140,25 @@ _DECODERS: Final = {
     None: msgspec.json.Decoder(_Kline | _Fill | _Trade, float_hook=Decimal).decode,  # "kind" required
 }
 _NO_TIME: Final = (None, NULL)
-_TIMES_CACHED: Final = 4096
+# a Kafka fetch hands over up to a partition's megabyte at a time (~7,000 trades, one per
+# millisecond when trades are spread over partitions) before the next partition's records of
+# the same milliseconds: the cache must span such a run
+_TIMES_CACHED: Final = 16384
 _times: dict[int | str, tuple[dt.datetime, str]] = {}
+_seconds: dict[int, tuple[dt.datetime, str]] = {}  # epoch second → (its datetime, its text)
+_UTC: Final = "+00:00"
+# by millisecond of the second: its timedelta and the rest of the text (as isoformat writes it)
+_MS_DELTAS: Final = tuple(dt.timedelta(milliseconds=ms) for ms in range(1000))
+_MS_TEXTS: Final = (_UTC, *(f".{ms:03d}000{_UTC}" for ms in range(1, 1000)))
+_SERIES_CACHED: Final = 65536
+_series: set[str] = set()
 
 
 def decode(payload: bytes, default_kind: str | None, min_epoch_ms: int = MIN_EPOCH_MS) -> Row | None:
     """The row of a valid kline, fill or trade; None when pydantic must decide. Integer timestamps
     below `min_epoch_ms` are left to pydantic, which refuses them."""
     decoder = _DECODERS.get(default_kind)
-    if decoder is None or b"\\" in payload:
+    if decoder is None:
         return None
     try:
         message = decoder(payload)
@@ -161,14 +180,45 @@ def _time(value: Any, min_epoch_ms: int) -> tuple[dt.datetime, str] | None:
     cached = _times.get(value)
     if cached is not None:
         return cached
-    try:
-        ts = parse_timestamp(value)
-    except ValueError:
-        return None
+    if type(value) is int:
+        if not 0 <= value <= MAX_EPOCH_MS:
+            return None
+        cached = _epoch_ms(value)
+    else:
+        try:
+            ts = parse_timestamp(value)
+        except ValueError:
+            return None
+        cached = (ts, field(ts))
     if len(_times) >= _TIMES_CACHED:
         _times.clear()
-    _times[value] = cached = (ts, field(ts))
+    _times[value] = cached
     return cached
+
+
+def _epoch_ms(value: int) -> tuple[dt.datetime, str]:
+    """Epoch milliseconds within TIME_RANGE as (UTC datetime, COPY text): the text of its
+    second is cached (feeds send many milliseconds of one second), the same text as `field`."""
+    seconds, ms = divmod(value, 1000)
+    second = _seconds.get(seconds)
+    if second is None:
+        if len(_seconds) >= _TIMES_CACHED:
+            _seconds.clear()
+        moment = EPOCH + dt.timedelta(0, seconds)
+        second = _seconds[seconds] = (moment, field(moment).removesuffix(_UTC))
+    return second[0] + _MS_DELTAS[ms], second[1] + _MS_TEXTS[ms]
+
+
+def _known(series: str, exchange: str, symbol: str) -> bool:
+    """Whether "exchange<TAB>symbol" is a valid series; the valid ones are cached."""
+    if series in _series:
+        return True
+    if _EXCHANGE(exchange) is None or _SYMBOL(symbol) is None:
+        return False
+    if len(_series) >= _SERIES_CACHED:
+        _series.clear()
+    _series.add(series)
+    return True
 
 
 def _numbers_as_text(message: S, names: tuple[str, ...]) -> S | None:
@@ -187,6 +237,8 @@ def _kline(k: _Kline, min_epoch_ms: int) -> Row | None:
     if opened is None or closes is None:
         return None
     quote, trades = k.quote_volume, k.trades
+    if quote == NULL:  # a "\\N" sent as a value would read as NULL
+        return None
     try:
         return kline_row(
             k.exchange, k.symbol, k.interval, opened, closes, k.open, k.high, k.low, k.close, k.volume,
@@ -204,15 +256,20 @@ def kline_row(
 ) -> Row | None:  # fmt: skip
     """The row of a kline given as text: times as (UTC datetime, COPY text) pairs (`closes`
     may be `(None, NULL)`), decimals as their text, `quote_volume` and `trades` as text or
-    NULL. The caller has checked what this does not: `interval` is one of INTERVALS and
-    `trades` is NULL or the digits of an integer within a bigint. None when the model must
-    decide (see the module's docstring). Raises TypeError when a value is not a str."""
+    NULL. The caller has checked what this does not: `interval` is one of INTERVALS, `trades`
+    is NULL or the digits of an integer within a bigint; a `quote_volume` of "\\N" reads as
+    NULL (the native codec refuses it as text before the call; Binance CSV imports take it).
+    None when the model must decide (see the module's docstring). Raises TypeError when a
+    value is not a str."""
     series = f"{exchange}\t{symbol}"  # the start of the row's text too; both are str (msgspec)
     text = "\t".join((
         series, interval, opened[1], closes[1], open_, high, low, close, volume, quote_volume, trades,
         "t" if closed else "f",
     ))  # fmt: skip
-    if _KLINE_ROW(text) is None:
+    if (
+        not (series in _series or _known(series, exchange, symbol))
+        or _KLINE_ROW(text, len(series) + 1) is None
+    ):
         return None
     o, h, lo, c = Decimal(open_), Decimal(high), Decimal(low), Decimal(close)
     if not (lo <= o <= h and lo <= c <= h) or (closes[0] is not None and closes[0] < opened[0]):
@@ -225,6 +282,8 @@ def _fill(f: _Fill, min_epoch_ms: int) -> Row | None:
     if ts is None:
         return None
     asset, liquidity, bot_id, strategy = f.fee_asset, f.liquidity, f.bot_id, f.strategy
+    if NULL in (asset, bot_id, strategy):  # a "\\N" sent as a value would read as NULL
+        return None
     try:
         series = f"{f.exchange}\t{f.symbol}"
         text = "\t".join((
@@ -245,6 +304,8 @@ def _trade(t: _Trade, min_epoch_ms: int) -> Row | None:
     if ts is None:
         return None
     side, quote = t.side, t.quote_quantity
+    if quote == NULL:  # a "\\N" sent as a value would read as NULL (a side's is lowered: refused)
+        return None
     try:
         series = f"{t.exchange}\t{t.symbol}"
         text = "\t".join((
@@ -254,6 +315,8 @@ def _trade(t: _Trade, min_epoch_ms: int) -> Row | None:
     except TypeError:
         as_text = _numbers_as_text(t, _TRADE_DECIMALS)
         return None if as_text is None else _trade(as_text, min_epoch_ms)
-    if _TRADE_ROW(text) is None:
+    if not (series in _series or _known(series, t.exchange, t.symbol)):
+        return None
+    if _TRADE_ROW(text, len(series) + 1) is None:
         return None
     return new_row(("trade", text, ts[0], t.symbol, series))

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import functools
 import operator
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate, repeat
 from pathlib import Path
 from typing import Final, cast
@@ -42,6 +43,7 @@ _DIGITS: Final = "^[0-9]{1,18}$"  # within int64; longer ones are no epoch (ms o
 _DECIMAL: Final = f"^{PLAIN_DECIMAL}$"
 _QUOTE_VOLUME: Final = rf"^(?:{PLAIN_DECIMAL}|\\N)$"
 _EXACT: Final = pa.decimal128(38, 18)
+_EPOCH_DATE: Final = EPOCH.date()
 _PARSE: Final = pacsv.ParseOptions(
     quote_char=False, escape_char=False, newlines_in_values=False, ignore_empty_lines=False
 )
@@ -204,11 +206,27 @@ def _epoch_us(column: pa.Array, min_epoch_ms: int) -> tuple[pa.Array, pa.Array]:
 
 
 def _iso(us: pa.Array) -> pa.Array:
-    """Epoch µs as `datetime.isoformat(" ")` writes a UTC time: the fraction only when non-zero."""
-    seconds = pc.strftime(
-        pc.cast(pc.divide(us, 1_000_000), pa.timestamp("s", tz="UTC")), format="%Y-%m-%d %H:%M:%S"
-    )
-    micros = pc.subtract(us, pc.multiply(pc.divide(us, 1_000_000), 1_000_000))
-    fraction = pc.binary_join_element_wise(".", pc.utf8_lpad(pc.cast(micros, pa.string()), 6, "0"), "")
-    fraction = pc.if_else(pc.equal(micros, 0), "", fraction)
-    return pc.binary_join_element_wise(seconds, fraction, "+00:00", "")
+    """Epoch µs (not negative) as `datetime.isoformat(" ")` writes a UTC time: the fraction only
+    when non-zero. Dates and fractions are few (a month of 1m klines: 31 dates, 2 fractions):
+    each distinct one is written once and taken by index; the time of day from a table of all
+    86,400 (pyarrow's strftime takes a microsecond per value)."""
+    seconds = pc.divide(us, 1_000_000)
+    days = pc.divide(seconds, 86_400)
+    date = _each_distinct(days, lambda day: (_EPOCH_DATE + dt.timedelta(days=day)).isoformat())
+    clock = pc.take(_clock(), pc.subtract(seconds, pc.multiply(days, 86_400)))
+    micros = pc.subtract(us, pc.multiply(seconds, 1_000_000))
+    fraction = _each_distinct(micros, lambda m: f".{m:06d}" if m else "")
+    return pc.binary_join_element_wise(date, " ", clock, fraction, "+00:00", "")
+
+
+def _each_distinct(values: pa.Array, text: Callable[[int], str]) -> pa.Array:
+    """`text` of each value, called once per distinct value."""
+    distinct = pc.unique(values)
+    texts = pa.array([text(v) for v in distinct.to_pylist()], pa.string())
+    return pc.take(texts, pc.index_in(values, value_set=distinct))
+
+
+@functools.cache
+def _clock() -> pa.Array:
+    """ "HH:MM:SS" of every second of a day, by the second of the day."""
+    return pa.array([f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86_400)], pa.string())

@@ -18,6 +18,8 @@ import bisect
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 from typing import Final
 
 from tickvault.importer.chunk import SOURCE, Chunk
@@ -29,6 +31,7 @@ from tickvault.store.dead_letters import DeadLetter
 
 # the table whose written rows count as stored, per kind (else the kind's own table)
 COUNTED_TABLE: Final = {"order": "order_events", "bot_state": "bot_state_history"}
+_KIND: Final = attrgetter("KIND")
 MissingRanges = Callable[[str, str, str, dt.datetime, dt.datetime], Awaitable[list[Gap]]]
 
 
@@ -67,11 +70,18 @@ class Loader:
         """Queue the chunk's items, write every kind's batch that is full, and write its bad
         lines to dead letters."""
         self.counts.read += chunk.read
-        for item, version, entry in zip(chunk.items, chunk.versions, chunk.entries, strict=True):
-            pending = self._pending.setdefault(item.KIND, _Pending())
-            pending.items.append(item)
-            pending.versions.append(version)
-            pending.origins.append((chunk.name, entry))
+        kinds = set(map(_KIND, chunk.items))
+        if len(kinds) == 1:  # a chunk of one kind (a dump, most files) in bulk: no Python per row
+            pending = self._pending.setdefault(kinds.pop(), _Pending())
+            pending.items += chunk.items
+            pending.versions += chunk.versions
+            pending.origins += zip(repeat(chunk.name), chunk.entries)
+        else:
+            for item, version, entry in zip(chunk.items, chunk.versions, chunk.entries, strict=True):
+                pending = self._pending.setdefault(item.KIND, _Pending())
+                pending.items.append(item)
+                pending.versions.append(version)
+                pending.origins.append((chunk.name, entry))
         for kind, pending in self._pending.items():
             if len(pending.items) >= self._batch_rows:
                 await self._write(kind, pending)

@@ -335,25 +335,24 @@ class RedisStreamsSource:
         return claimed
 
     def _messages(self, response: Any, keep_deleted: bool = False) -> list[Message]:
-        messages = []
+        messages: list[Message] = []
+        append, name = messages.append, self.name
         for stream_key, entries in _streams(response):
             stream = stream_key.decode()
-            in_flight = self._in_flight[stream]
+            add = self._in_flight[stream].add
             for entry_id_raw, fields in entries:
                 entry_id = entry_id_raw.decode()
-                if not fields:
-                    if keep_deleted:
-                        messages.append(
-                            Message(self.name, stream, entry_id, None, None, redis_version(entry_id))
-                        )
-                    continue
-                in_flight.add(entry_id)
                 # the rule: one "data" field (a claimed entry comes as a dict: `_message` reads it)
                 if len(fields) == 2 and type(fields) is list and fields[0] == _PAYLOAD_FIELD:
-                    version = redis_version(entry_id)
-                    messages.append(new_message((self.name, stream, entry_id, fields[1], None, version)))
-                else:
-                    messages.append(self._message(stream, entry_id, fields))
+                    add(entry_id)
+                    # an id of at most 19 characters has parts of at most 17 digits: no clamping
+                    version = entry_id.replace("-", "\t") if len(entry_id) < 20 else redis_version(entry_id)
+                    append(new_message((name, stream, entry_id, fields[1], None, version)))
+                elif fields:
+                    add(entry_id)
+                    append(self._message(stream, entry_id, fields))
+                elif keep_deleted:
+                    append(Message(name, stream, entry_id, None, None, redis_version(entry_id)))
         return messages
 
     def _message(self, stream: str, entry_id: str, fields: list[bytes] | dict[bytes, bytes]) -> Message:

@@ -143,7 +143,7 @@ class Store:
             if not self._writer:  # a reader's pool (Vault's direct writes): staging on demand
                 await writers.create_staging(conn, self.schema, {kind: writer})
             if KIND_TIME_TABLES[kind]:
-                times = set(map(_TIME, items))
+                times = list(map(_TIME, items))
                 for table in KIND_TIME_TABLES[kind]:
                     await self._partitioner.ensure(conn, table, times)
             if writer.insert_first:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from itertools import repeat
+from operator import attrgetter, sub
 from typing import Protocol
 
 import asyncpg
@@ -28,6 +30,7 @@ from tickvault.timestamps import EPOCH, MAX_TIME
 
 log = logging.getLogger(__name__)
 _LOCK_KEY = 0x7469636B  # advisory lock shared by every daemon that creates partitions
+_DAYS = attrgetter("days")
 
 
 class Partitioner(Protocol):
@@ -105,7 +108,18 @@ class NativePartitioner:
         return lower, None if lower > MAX_TIME - width else lower + width
 
     async def ensure(self, conn: asyncpg.Connection, table: TimeTable, times: Iterable[dt.datetime]) -> None:
-        for bucket in {self.bucket(ts) for ts in times}:
+        times = times if isinstance(times, Collection) else list(times)
+        if not times:
+            return
+        # buckets follow time: when the earliest and latest share one, every time is in it
+        # (a batch of a live feed: no Python call per row)
+        first, last = self.bucket(min(times)), self.bucket(max(times))
+        if first == last:
+            buckets = {first}
+        else:  # the days since the epoch of every time, in C; a Python call per distinct day
+            days = set(map(_DAYS, map(sub, times, repeat(EPOCH))))
+            buckets = {day // self.interval_days for day in days}
+        for bucket in buckets:
             if (table.name, bucket) not in self._known:
                 try:
                     await self._create(conn, table, bucket)
