@@ -31,7 +31,7 @@ from tickvault.errors import SourceUnavailable, TickvaultError
 from tickvault.export import command as export_command
 from tickvault.importer import command as import_command
 from tickvault.query import count, join, positive_int
-from tickvault.records import EXAMPLES, json_schemas
+from tickvault.record_schemas import EXAMPLES, json_schemas
 from tickvault.repository import command as repository_command
 from tickvault.settings import Settings, load_settings
 from tickvault.sources import kafka

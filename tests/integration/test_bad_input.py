@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.helpers import SOURCES, Daemon, TestEnv, free_port, sample, scrape
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 from tickvault.settings import Settings
 from tickvault.store import DeadLetter, Store, migrate
 

@@ -15,7 +15,8 @@ import pytest
 from tests.helpers import Daemon, TestEnv
 from tests.integration.test_archive import archive_settings, roll
 from tickvault.errors import RecordError
-from tickvault.records import EXAMPLES, dump_json
+from tickvault.record_schemas import EXAMPLES
+from tickvault.records import dump_json
 from tickvault.store import migrate
 from tickvault.vault import Vault
 

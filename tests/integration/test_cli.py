@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import Daemon, TestEnv, free_port
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 from tickvault.store import migrate
 
 TABLES = {"klines", "orders", "order_events", "fills", "bot_state", "bot_state_history", "dead_letters"}

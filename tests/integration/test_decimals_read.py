@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import Daemon, TestEnv, record_vault
 from tests.integration.test_cli import tickvault
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 
 ISSUE_FILL = (
     '{"fill_id":"F1","order_id":"O1","exchange":"binance","symbol":"BTCUSDT","side":"buy",'

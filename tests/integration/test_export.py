@@ -31,7 +31,7 @@ from tests.integration.test_reads_tiers import rolled
 from tickvault.errors import ColdFileError, ConfigError
 from tickvault.export import pages, xlsx
 from tickvault.export.writers import FORMATS
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 from tickvault.store import migrate, partitions
 from tickvault.store.schema import TIME_TABLES
 from tickvault.vault import Vault

@@ -20,7 +20,7 @@ from tests.binance_dumps import Dump, write_dump, year_of_dumps
 from tests.helpers import TestEnv
 from tests.integration.test_archive import T0_MS, archive_settings, fill, kline, roll, write
 from tickvault.cli import main
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 from tickvault.store import Store, migrate
 
 COUNTS = re.compile(

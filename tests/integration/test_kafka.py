@@ -15,7 +15,7 @@ from tests.helpers import Daemon, KafkaBroker, TestEnv, free_port, wait_until
 from tests.integration import workload
 from tests.integration.test_cli import tickvault
 from tests.integration.test_failures import _klines_between, assert_exactly_once
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 
 pytestmark = pytest.mark.parametrize("source", ["kafka"], indirect=True)
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import SOURCES, Daemon, Samples, TestEnv, free_port, http_get, wait_until
 from tests.helpers import sample as value
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 
 
 async def get(port: int, path: str) -> tuple[int, str]:

@@ -34,7 +34,7 @@ from tests.helpers import (
 )
 from tests.integration.test_failures import outage_env  # noqa: F401 - a fixture
 from tickvault.metrics import RETRY_CAUSES
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 from tickvault.state import Snapshot, StateCache
 
 NEWEST = "tickvault_newest_event_timestamp_seconds"

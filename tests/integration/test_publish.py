@@ -12,7 +12,8 @@ import pytest
 from tests.helpers import SOURCES, Daemon, TestEnv, wait_until
 from tickvault.errors import ConfigError, RecordError
 from tickvault.publish import Publisher
-from tickvault.records import EXAMPLES, Fill, Kline
+from tickvault.record_schemas import EXAMPLES
+from tickvault.records import Fill, Kline
 from tickvault.vault import Vault
 
 pytestmark = pytest.mark.parametrize("source", SOURCES, indirect=True)

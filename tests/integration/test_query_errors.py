@@ -12,7 +12,8 @@ from tests.helpers import TestEnv
 from tests.integration.test_cli import Result, tickvault
 from tests.integration.test_vault import T0, loaded  # noqa: F401 - the fixture
 from tickvault.errors import ConfigError
-from tickvault.records import EXAMPLES, INTERVALS
+from tickvault.record_schemas import EXAMPLES
+from tickvault.records import INTERVALS
 from tickvault.store import Store, migrate
 from tickvault.store.dead_letters import DeadLetter
 from tickvault.vault import Vault

@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.helpers import Daemon, TestEnv, free_port, wait_for_port
 from tests.integration.test_cli import tickvault
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 
 PASSWORD = "pw-Zq81-not-for-logs"
 

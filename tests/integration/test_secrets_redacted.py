@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import TestEnv, free_port, http_get, kill_process, stop_process, wait_until
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 
 pytestmark = pytest.mark.integration
 SECRETS = {

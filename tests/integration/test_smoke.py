@@ -10,7 +10,7 @@ pytestmark = pytest.mark.parametrize("source", SOURCES, indirect=True)
 
 
 async def test_one_message_per_kind_lands(env: TestEnv, daemon: Daemon) -> None:
-    from tickvault.records import EXAMPLES
+    from tickvault.record_schemas import EXAMPLES
 
     await daemon.start()
     for kind, example in EXAMPLES.items():

@@ -32,7 +32,8 @@ from tests.property_messages import Message, messages, near_valid
 from tests.unit.test_records import DROP, FILL, KLINE, TRADE, raw
 from tickvault.codecs import fast, native
 from tickvault.errors import RecordError
-from tickvault.records import EXAMPLES, Fill, Kline, Trade
+from tickvault.record_schemas import EXAMPLES
+from tickvault.records import Fill, Kline, Trade
 from tickvault.rows import Row, line, to_item
 from tickvault.timestamps import MIN_EPOCH_MS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tickvault.importer import jsonl
-from tickvault.records import EXAMPLES
+from tickvault.record_schemas import EXAMPLES
 
 LIMIT = 4096
 

@@ -15,8 +15,8 @@ import pytest
 
 from tickvault.codecs.native import decode
 from tickvault.errors import RecordError
+from tickvault.record_schemas import EXAMPLES
 from tickvault.records import (
-    EXAMPLES,
     INTERVALS,
     RECORD_TYPES,
     BotState,
