@@ -12,8 +12,8 @@ thread freed them (`release_unused` after each roll: app._roll_periodically).
 
 Arrow reads `ARROW_DEFAULT_MEMORY_POOL` once, when pyarrow loads, so `choose_pool` runs in
 the entry point (`tickvault.__main__`) before anything imports pyarrow. A value already set
-wins (`mimalloc` or `system` to go back). jemalloc is only in pyarrow's Linux wheels: other
-platforms keep Arrow's default.
+wins (`mimalloc` or `system` to go back). Only on Linux, where pyarrow's wheels are built
+with jemalloc; other platforms keep Arrow's default.
 """
 
 from __future__ import annotations
