@@ -2,14 +2,15 @@
 lag flat, and is every message stored exactly once?
 
     python bench/soak.py [--rate R] [--duration-s S] [--sample-s T] [--days D] [--out CSV]
-                         [--roll-interval-s I] [--dsn DSN] [--redis-url URL] [--drain-timeout-s S]
+                         [--roll-interval-s I] [--no-roll] [--dsn DSN] [--redis-url URL]
+                         [--drain-timeout-s S]
 
 One run, in order (bench/README.md explains every number):
 1. the daemon (`python -m tickvault run`, a subprocess configured by TICKVAULT_* variables)
    starts on a scratch database (native 1-day partitions) with Redis Streams as its source,
    /metrics on a free local port, and its roller on: `archive.interval_s` 30,
    `archive.hot_retention` 1d, `archive.snapshot_retention` 5m, the cold tier in a scratch
-   directory;
+   directory (`--no-roll`: the roller off, to tell its memory from the ingest path's);
 2. R messages/s (default 3,000: 60% klines, 20% fills, 20% public trades, bench/soak_load.py)
    are published for S seconds (default 1,800), their event times running from D + 2 days
    ago (default D = 30) to 2 days ago: a day of event time every S / D seconds, so a daily
@@ -18,8 +19,9 @@ One run, in order (bench/README.md explains every number):
    roller rounds, partitions and rows rolled, Redis memory, database size, load average;
    streams are trimmed below what the group has acknowledged;
 4. once everything is acknowledged, the bench waits until the roller has rolled every hot row
-   (all are older than the cutoff), stops the daemon, then checks exactly once per table:
-   hot rows + cold rows = messages sent, and no key twice across both tiers.
+   (all are older than the cutoff; not with `--no-roll`), stops the daemon, then checks
+   exactly once per table: hot rows + cold rows = messages sent, and no key twice across
+   both tiers.
 It prints the samples as a table, writes them to --out (CSV), and prints the flatness
 figures: RSS and lag over the first 5 minutes against the last 5.
 
@@ -107,7 +109,7 @@ class Bench:
         finally:
             await redis.aclose()
         await self.stop_daemon()
-        counts = await verify(settings, load.made)
+        counts = await verify(settings, load.made, cold=not self.args.no_roll)
         self.report(samples, sent, counts)
 
     def values(self, topics: dict[str, str]) -> dict[str, Any]:
@@ -121,7 +123,7 @@ class Bench:
         )  # fmt: skip
         values["metrics"] = {"enabled": True, "host": "127.0.0.1", "port": free_port(), "lag_interval_s": 5}
         values["archive"] = {
-            "enabled": True, "root": str(self.scratch / "cold"), "interval_s": a.roll_interval_s,
+            "enabled": not a.no_roll, "root": str(self.scratch / "cold"), "interval_s": a.roll_interval_s,
             "hot_retention": "1d", "snapshot_retention": "5m",
         }  # fmt: skip
         return values
@@ -195,14 +197,15 @@ class Bench:
         self, sampler: Sampler, redis: aioredis.Redis, conn: asyncpg.Connection, sent: int
     ) -> None:
         """Until every message is acknowledged and every hot row rolled (all are older than
-        the cutoff), within --drain-timeout-s."""
+        the cutoff; only acknowledged with --no-roll), within --drain-timeout-s."""
         deadline = time.perf_counter() + self.args.drain_timeout_s
         while time.perf_counter() < deadline:
             self.check_alive()
             progress = await sampler.sample(0, time.perf_counter(), sent, redis, conn)
-            hot = await hot_rows(conn)
+            hot = 0 if self.args.no_roll else await hot_rows(conn)
             if progress.lag == 0 and progress.pending == 0 and hot == 0:
-                print(f"all acknowledged, every row rolled ({progress.roll_rounds} rounds)")
+                rounds = f"every row rolled ({progress.roll_rounds} rounds)"
+                print(f"all acknowledged, {'roller off' if self.args.no_roll else rounds}")
                 return
             await asyncio.sleep(5)
         raise BenchError(f"not drained and rolled within {self.args.drain_timeout_s:.0f}s")
@@ -271,19 +274,26 @@ async def hot_rows(conn: asyncpg.Connection) -> int:
     return int(total)
 
 
-async def verify(settings: Settings, made: dict[str, int]) -> dict[str, tuple[int, int, int]]:
+async def verify(
+    settings: Settings, made: dict[str, int], cold: bool = True
+) -> dict[str, tuple[int, int, int]]:
     """Per table: (hot rows, cold rows, distinct keys over both); raises BenchError unless
-    hot + cold = distinct = messages made of that kind."""
+    hot + cold = distinct = messages made of that kind. `cold=False` (the roller was off):
+    the hot rows only, no catalog opened."""
     conn = await asyncpg.connect(settings.postgres.dsn.get_secret_value())
-    catalog = table.open_catalog(settings)
+    catalog = table.open_catalog(settings) if cold else None
     counts = {}
     try:
         for kind, name in TABLES.items():
             keys = KEYS[name]
             cols = ", ".join(keys)
             hot = await conn.fetch(f"SELECT {cols} FROM {SCHEMA}.{name}")  # noqa: S608 - our names
-            cold = catalog.load_table(f"{SCHEMA}.{name}").scan(selected_fields=keys).to_arrow()
-            hot_table = pa.table({k: [r[k] for r in hot] for k in keys}, schema=cold.schema)
+            hot_table = pa.table({k: [r[k] for r in hot] for k in keys})
+            if catalog is not None:
+                cold = catalog.load_table(f"{SCHEMA}.{name}").scan(selected_fields=keys).to_arrow()
+                hot_table = hot_table.cast(cold.schema)
+            else:
+                cold = hot_table.schema.empty_table()
             both = pa.concat_tables([hot_table, cold])
             distinct = both.group_by(list(keys)).aggregate([]).num_rows
             counts[name] = (len(hot), cold.num_rows, distinct)
@@ -316,6 +326,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-s", type=float, default=15, help="seconds between samples (default 15)")
     p.add_argument("--days", type=int, default=30, help="days of event time the run spans (default 30)")
     p.add_argument("--roll-interval-s", type=float, default=30, help="archive.interval_s (default 30)")
+    p.add_argument("--no-roll", action="store_true", help="the roller off (archive.enabled false)")
     p.add_argument("--out", default="soak.csv", help="CSV of the samples (default soak.csv)")
     p.add_argument(
         "--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres",

@@ -6,7 +6,8 @@ sample; lag = messages published so far - messages the group has acknowledged (`
 - pending, summed over the streams; everything not yet committed, whether undelivered or
 pending); from the daemon's /metrics: rows written, roller rounds, partitions and rows rolled,
 roll failures; the streams' memory in Redis (`MEMORY USAGE`); the scratch database's size;
-the 1-minute load average.
+the 1-minute load average. The flatness figures add the least-squares slope of RSS after
+the first 5 minutes, in MiB per minute.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ def write_csv(path: Path, samples: Sequence[Sample]) -> None:
 
 def flatness(samples: Sequence[Sample], duration_s: float) -> list[tuple[str, str]]:
     """Mean and max of RSS, lag and load over the first and the last 5 minutes of publishing,
-    and over the whole run: (label, text) lines."""
+    and over the whole run, and the RSS trend (least-squares slope, MiB/min) of the samples
+    after the first 5 minutes: (label, text) lines."""
     window = min(WINDOW_S, duration_s / 2)
     first = [s for s in samples if s.t_s <= window]
     last = [s for s in samples if s.t_s >= duration_s - window]
@@ -166,6 +168,11 @@ def flatness(samples: Sequence[Sample], duration_s: float) -> list[tuple[str, st
         rows.append(stat(f"{name}, first {minutes}", [getattr(s, attr) for s in first], unit, fmt))
         rows.append(stat(f"{name}, last {minutes}", [getattr(s, attr) for s in last], unit, fmt))
         rows.append(stat(f"{name}, whole run", [getattr(s, attr) for s in samples], unit, fmt))
+    after = [s for s in samples if s.t_s >= window]  # past the warm-up: the roller's libraries load
+    if len(after) > 2:
+        fit = statistics.linear_regression([s.t_s / 60 for s in after], [s.rss_mib for s in after])
+        label = f"RSS slope after the first {window / 60:.0f} min"
+        rows.append((label, f"{fit.slope:+.2f} MiB/min (least squares)"))
     rows.append(("RSS first / last / max sample", f"{samples[0].rss_mib:.1f} / {samples[-1].rss_mib:.1f} / "
                  f"{max(s.rss_mib for s in samples):.1f} MiB"))  # fmt: skip
     rows.append(stat("daemon CPU (% of one core)", [s.cpu_pct for s in samples[1:]] or [0.0], "%", ".1f"))

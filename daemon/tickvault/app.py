@@ -178,6 +178,7 @@ async def _roll_periodically(settings: Settings) -> None:
             await roller.roll(settings)
         except Exception as exc:
             log.warning("archive round failed (%s); next try in %.0fs", exc, interval_s)
+        await asyncio.to_thread(roller.release_memory)
         await asyncio.sleep(interval_s)
 
 
