@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from ingest_daemon import Progress, environ, overrides, progress, scratch_names
 from ingest_phases import publish
 from ingest_workload import BASE_MS, N_SYMBOLS, Workload, build_workload
-from runner import BenchError
+from runner import BenchError, stop_daemon
 
 KLINES_ONLY: Final = (100, 0, 0, 0)
 POLL_INTERVAL_S: Final = 0.05
@@ -162,12 +162,7 @@ class Ingest:
 
     async def cleanup(self) -> None:
         """Stop the daemon if it runs, delete the streams; report, never hide, a failure."""
-        if self.daemon is not None and self.daemon.poll() is None:
-            self.daemon.terminate()
-            try:
-                await asyncio.to_thread(self.daemon.wait, 30)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
+        await stop_daemon(self.daemon, 30)
         if not self.streams:
             return
         redis = aioredis.Redis.from_url(self.redis_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -58,3 +59,16 @@ async def drop_database(dsn: str, database: str) -> bool:
         print(f"cleanup of the database failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return False
     return True
+
+
+async def stop_daemon(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """SIGTERM the daemon `proc` if it still runs and wait up to `timeout_s` for it to drain;
+    past that, SIGKILL it. Either way it is reaped."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.to_thread(proc.wait, timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        await asyncio.to_thread(proc.wait)

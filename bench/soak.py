@@ -246,13 +246,7 @@ class Bench:
     async def cleanup(self) -> None:
         """Stop the daemon if it runs, delete the streams, drop the database, remove the
         scratch directory; report, never hide, a failure."""
-        if self.daemon is not None and self.daemon.poll() is None:
-            self.daemon.terminate()
-            try:
-                await asyncio.to_thread(self.daemon.wait, 60)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                await asyncio.to_thread(self.daemon.wait)
+        await runner.stop_daemon(self.daemon, 60)
         if self.streams:
             redis = aioredis.Redis.from_url(self.args.redis_url)
             try:

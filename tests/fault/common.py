@@ -29,6 +29,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from tests.fault import report
 from tests.helpers import TestEnv, free_port, wait_for_port, wait_until
 from tests.integration import workload
+from tickvault.archive import roller
 from tickvault.archive import table as cold_table
 from tickvault.settings import Settings
 
@@ -334,3 +335,17 @@ def redis_server() -> Iterator[RedisServer]:
     finally:
         server.kill()
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+async def holds_roll_lock(env: TestEnv) -> bool:
+    """Whether a roller holds the roll lock of the test's database."""
+    key = roller.ROLL_LOCK_KEY
+    held = await env.fetch(
+        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND classid = $1 AND objid = $2 AND objsubid = 1"
+        # the lock is per database: a roller of another test session must not count
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        key >> 32,
+        key & 0xFFFF_FFFF,
+    )
+    return bool(held)

@@ -24,7 +24,6 @@ import pytest
 from tests.fault import common
 from tests.fault.report import rounds
 from tests.helpers import SOURCES, TestEnv, kill_process, spawn_daemon, stop_process, wait_until
-from tickvault.archive import roller
 
 SMALL_BATCHES = {"max_rows": 300, "max_age_s": 0.05}
 
@@ -117,25 +116,11 @@ def archive_sections(root: Path) -> dict[str, dict[str, object]]:
     }
 
 
-async def holds_roll_lock(env: TestEnv) -> bool:
-    """Whether a roller holds the roll lock of the test's database."""
-    key = roller.ROLL_LOCK_KEY
-    held = await env.fetch(
-        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND classid = $1 AND objid = $2 AND objsubid = 1"
-        # the lock is per database: a roller of another test session must not count
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        key >> 32,
-        key & 0xFFFF_FFFF,
-    )
-    return bool(held)
-
-
 async def kill_while_rolling(proc: subprocess.Popen[bytes], env: TestEnv, rng: random.Random) -> str:
     """SIGKILL `proc` a random time after its archive task took the roll lock (or, when no
     roll starts within 60 s, now); where it was killed, for the log."""
     deadline, rolling = time.monotonic() + 60, True
-    while not await holds_roll_lock(env):
+    while not await common.holds_roll_lock(env):
         assert proc.poll() is None, f"the daemon exited by itself with {proc.returncode}"
         if time.monotonic() > deadline:
             rolling = False

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from pyiceberg.exceptions import NoSuchTableError
 
+from tests.fault.common import holds_roll_lock
 from tests.helpers import TestEnv
 from tests.integration.test_archive import (
     EVENT_COLUMNS,
@@ -51,7 +52,7 @@ from tests.integration.test_archive import (
 from tests.integration.test_archive import (
     load as load_small,
 )
-from tickvault.archive import roller, table
+from tickvault.archive import table
 from tickvault.settings import Settings
 from tickvault.store import Store, migrate
 
@@ -159,17 +160,8 @@ def where_it_landed(
 
 async def rolling(env: TestEnv, proc: subprocess.Popen[bytes]) -> None:
     """Return once `proc` holds the roll lock (its imports and connection are done)."""
-    key = roller.ROLL_LOCK_KEY
     while proc.poll() is None:
-        held = await env.fetch(
-            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = $1 AND objid = $2 AND objsubid = 1"
-            # the lock is per database: a roller of another test session must not count
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            key >> 32,
-            key & 0xFFFF_FFFF,
-        )
-        if held:
+        if await holds_roll_lock(env):
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"archive exited with {proc.returncode} before taking the roll lock")
