@@ -41,6 +41,7 @@ from tickvault.codecs import Codec
 from tickvault.errors import RecordError, StoreUnavailable
 from tickvault.records import KINDS
 from tickvault.rows import Item
+from tickvault.settings import MAX_MESSAGE_BYTES
 from tickvault.sources import Message, Source
 from tickvault.store import DeadLetter, Store
 
@@ -84,7 +85,7 @@ class PipelineConfig:
     max_backlog_rows: int = 100_000
     read_count: int = 1000
     read_timeout_s: float = 0.2
-    max_message_bytes: int = 1_048_576
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     retry_max_backoff_s: float = 5.0
     writers_per_kind: int = 2
 

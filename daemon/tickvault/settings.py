@@ -33,6 +33,8 @@ from tickvault.errors import ConfigError
 from tickvault.records import MAX_STATE_BYTES
 from tickvault.timestamps import MIN_EPOCH_MS
 
+MAX_MESSAGE_BYTES: Final = 1_048_576  # default of source.max_message_bytes (and of import)
+
 TopicKind = Literal["kline", "order", "fill", "bot_state", "balance", "signal", "trade", "mixed"]
 
 DEFAULT_TOPICS: Final[dict[str, TopicKind]] = {
@@ -59,7 +61,7 @@ class SourceSettings(Section):
         default_factory=lambda: {name: TopicSettings(kind=kind) for name, kind in DEFAULT_TOPICS.items()}
     )
     patterns: dict[str, TopicSettings] = Field(default_factory=dict)
-    max_message_bytes: int = Field(1_048_576, ge=1024)
+    max_message_bytes: int = Field(MAX_MESSAGE_BYTES, ge=1024)
     # integer timestamps below it are refused as likely epoch seconds; lowering it allows
     # older dates, raising it past the default would call milliseconds seconds
     min_epoch_ms: int = Field(MIN_EPOCH_MS, ge=0, le=MIN_EPOCH_MS)

@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
 
 from tickvault.codecs import native
 from tickvault.errors import RecordError
 from tickvault.importer.chunk import Chunk
 from tickvault.importer.files import lines, size_of
 from tickvault.records import MAX_STATE_BYTES, RECORD_TYPES
+from tickvault.settings import MAX_MESSAGE_BYTES
 from tickvault.timestamps import MIN_EPOCH_MS
-
-MAX_MESSAGE_BYTES: Final = 1_048_576  # source.max_message_bytes' default
 
 
 def chunks(
