@@ -15,6 +15,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -150,6 +151,26 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+@pytest.fixture
+async def durable_kafka(env: TestEnv, s3_endpoint: str, tmp_path: Path) -> AsyncIterator[TestEnv]:
+    """The test's environment on a Tansu broker of its own whose data lives in S3."""
+    aws = {
+        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT": s3_endpoint, "AWS_ALLOW_HTTP": "true",
+    }  # fmt: skip
+    shared = env.kafka
+    broker = KafkaBroker(tmp_path / "tansu.log", storage="s3://tansu/", environ=aws)
+    broker.start()
+    env.kafka = broker
+    try:
+        await broker.create_topics(list(env.topics), env.partitions)
+        yield env
+    finally:
+        await env.close_producer()
+        broker.kill()
+        env.kafka = shared  # the env fixture deletes the test's topics on the shared broker
 
 
 @pytest.fixture(scope="session")

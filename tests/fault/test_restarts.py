@@ -19,7 +19,6 @@ import json
 import random
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ import redis.asyncio as aioredis
 
 from tests.fault import common
 from tests.fault.report import rounds
-from tests.helpers import Daemon, KafkaBroker, TestEnv, free_port, wait_until
+from tests.helpers import Daemon, TestEnv, free_port, wait_until
 from tickvault.settings import Settings
 from tickvault.sources.redis_streams import RedisStreamsSource
 from tickvault.state import StateCache
@@ -36,26 +35,6 @@ SMALL_BATCHES = {"max_rows": 300, "max_age_s": 0.05}
 
 
 # ---- Kafka broker restart ------------------------------------------------------------------
-
-
-@pytest.fixture
-async def durable_kafka(env: TestEnv, s3_endpoint: str, tmp_path: Path) -> AsyncIterator[TestEnv]:
-    """The test's environment on a Tansu broker of its own whose data lives in S3."""
-    aws = {
-        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT": s3_endpoint, "AWS_ALLOW_HTTP": "true",
-    }  # fmt: skip
-    shared = env.kafka
-    broker = KafkaBroker(tmp_path / "tansu.log", storage="s3://tansu/", environ=aws)
-    broker.start()
-    env.kafka = broker
-    try:
-        await broker.create_topics(list(env.topics), env.partitions)
-        yield env
-    finally:
-        await env.close_producer()
-        broker.kill()
-        env.kafka = shared  # the env fixture deletes the test's topics on the shared broker
 
 
 @pytest.mark.parametrize("source", ["kafka"], indirect=True)

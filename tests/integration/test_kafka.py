@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.helpers import Daemon, KafkaBroker, TestEnv, free_port, wait_until
+from tests.helpers import Daemon, TestEnv, free_port, wait_until
 from tests.integration import workload
 from tests.integration.test_cli import tickvault
 from tests.integration.test_failures import _klines_between, assert_exactly_once
@@ -20,26 +18,8 @@ from tickvault.record_schemas import EXAMPLES
 pytestmark = pytest.mark.parametrize("source", ["kafka"], indirect=True)
 
 
-@pytest.fixture
-async def durable_env(env: TestEnv, s3_endpoint: str, tmp_path: Path) -> AsyncIterator[TestEnv]:
-    """The test's environment on a broker of its own whose topics and offsets live in S3."""
-    aws = {
-        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT": s3_endpoint, "AWS_ALLOW_HTTP": "true",
-    }  # fmt: skip
-    broker = KafkaBroker(tmp_path / "tansu.log", storage="s3://tansu/", environ=aws)
-    broker.start()
-    env.kafka = broker
-    await broker.create_topics(list(env.topics), env.partitions)
-    try:
-        yield env
-    finally:
-        await env.close_producer()
-        broker.kill()
-
-
-async def test_broker_restart_mid_ingest(durable_env: TestEnv) -> None:
-    env = durable_env
+async def test_broker_restart_mid_ingest(durable_kafka: TestEnv) -> None:
+    env = durable_kafka
     assert env.kafka is not None
     w = workload.build(klines=8_000, orders=1_000, fills=1_000, states=200, seed=9)
     half = {kind: len(p) // 2 for kind, p in w.payloads.items()}
