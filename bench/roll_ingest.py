@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from ingest_daemon import Progress, environ, overrides, progress, scratch_names
 from ingest_phases import publish
 from ingest_workload import BASE_MS, N_SYMBOLS, Workload, build_workload
-from runner import BenchError, stop_daemon
+from runner import BenchError, delete_streams, stop_daemon
 
 KLINES_ONLY: Final = (100, 0, 0, 0)
 POLL_INTERVAL_S: Final = 0.05
@@ -163,15 +163,7 @@ class Ingest:
     async def cleanup(self) -> None:
         """Stop the daemon if it runs, delete the streams; report, never hide, a failure."""
         await stop_daemon(self.daemon, 30)
-        if not self.streams:
-            return
-        redis = aioredis.Redis.from_url(self.redis_url)
-        try:
-            await redis.delete(*self.streams)
-        except (aioredis.RedisError, OSError) as exc:
-            print(f"cleanup of the streams failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        finally:
-            await redis.aclose()
+        await delete_streams(self.redis_url, self.streams)
 
 
 def _warnings(log_path: Path) -> list[str]:

@@ -7,10 +7,11 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
 import asyncpg
+import redis.asyncio as aioredis
 
 
 class BenchError(Exception):
@@ -72,3 +73,17 @@ async def stop_daemon(proc: subprocess.Popen[bytes] | None, timeout_s: float) ->
     except subprocess.TimeoutExpired:
         proc.kill()
         await asyncio.to_thread(proc.wait)
+
+
+async def delete_streams(redis_url: str, streams: Sequence[str]) -> None:
+    """Delete the bench's Redis streams, if any; a failure is printed, not raised (the rest of
+    the cleanup must still run)."""
+    if not streams:
+        return
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        await redis.delete(*streams)
+    except (aioredis.RedisError, OSError) as exc:
+        print(f"cleanup of the streams failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        await redis.aclose()

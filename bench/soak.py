@@ -247,14 +247,7 @@ class Bench:
         """Stop the daemon if it runs, delete the streams, drop the database, remove the
         scratch directory; report, never hide, a failure."""
         await runner.stop_daemon(self.daemon, 60)
-        if self.streams:
-            redis = aioredis.Redis.from_url(self.args.redis_url)
-            try:
-                await redis.delete(*self.streams)
-            except (aioredis.RedisError, OSError) as exc:
-                print(f"cleanup of the streams failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            finally:
-                await redis.aclose()
+        await runner.delete_streams(self.args.redis_url, self.streams)
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
         if self.database and await runner.drop_database(self.args.dsn, self.database):
