@@ -21,7 +21,6 @@ import pyarrow as pa
 
 from tickvault import pgcsv
 from tickvault.archive.table import Column, arrow_schema
-from tickvault.decimals import canonical
 from tickvault.errors import TickvaultError
 from tickvault.store import writers
 from tickvault.store.partitions import NativePartitioner
@@ -264,14 +263,12 @@ def _parse(data: bytes | io.RawIOBase, cols: Sequence[Column]) -> pa.Table:
     return pgcsv.read(source, schema.names, schema)
 
 
-def _records(data: pa.Table, names: Sequence[str]) -> list[tuple[Any, ...]]:
-    columns = []
-    for name in names:
-        values = data.column(name).to_pylist()
-        if pa.types.is_decimal(data.schema.field(name).type):
-            values = [None if v is None else canonical(v) for v in values]  # drop the padded scale
-        columns.append(values)
-    return list(zip(*columns, strict=True))
+async def _copy(conn: asyncpg.Connection, table: str, data: pa.Table, names: Sequence[str]) -> None:
+    """COPY the columns `names` of `data` into `table` as CSV that Arrow writes (in a worker
+    thread): no Python object per value, so a merge holds the rows' text, never millions of
+    objects at once; decimals lose the cold scale's padding (`pgcsv.canonical_text`)."""
+    text = await asyncio.to_thread(pgcsv.write, data.select(list(names)))
+    await conn.copy_to_table(table, source=io.BytesIO(text), columns=list(names), format="csv")
 
 
 async def reload(conn: asyncpg.Connection, schema: str, table: TimeTable, cold: pa.Table) -> None:
@@ -289,7 +286,7 @@ async def reload(conn: asyncpg.Connection, schema: str, table: TimeTable, cold: 
             return
         w = writers.build_writers(schema)[kind]
         await writers.create_staging(conn, schema, {kind: w})
-        await conn.copy_records_to_table(w.stage, records=_records(cold, w.columns), columns=w.columns)
+        await _copy(conn, w.stage, cold, w.columns)
         for _, sql in w.statements:
             await conn.execute(sql)
 
@@ -302,7 +299,7 @@ async def _reload_events(conn: asyncpg.Connection, schema: str, cold: pa.Table) 
         f"CREATE TEMP TABLE IF NOT EXISTS tv_reload_events (LIKE {schema}.order_events INCLUDING DEFAULTS) "
         "ON COMMIT DELETE ROWS"
     )
-    await conn.copy_records_to_table("tv_reload_events", records=_records(cold, names), columns=names)
+    await _copy(conn, "tv_reload_events", cold, names)
     await conn.execute(
         f"INSERT INTO {schema}.order_events ({cols}) SELECT {cols} FROM tv_reload_events "  # noqa: S608
         "ON CONFLICT (exchange, order_id, updated_at, event_hash) DO NOTHING"
