@@ -14,10 +14,15 @@ Arrow reads `ARROW_DEFAULT_MEMORY_POOL` once, when pyarrow loads, so `choose_poo
 the entry point (`tickvault.__main__`) before anything imports pyarrow. A value already set
 wins (`mimalloc` or `system` to go back). Only on Linux, where pyarrow's wheels are built
 with jemalloc; other platforms keep Arrow's default.
+
+What is not Arrow's comes from the C library's malloc (Python objects over 512 bytes, the
+drivers' buffers, the text a merge loads back). glibc returns the free memory inside its
+heaps to the OS only when asked (`malloc_trim`), so `trim_c_heap` asks after each roll round.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from collections.abc import MutableMapping
@@ -34,3 +39,16 @@ def choose_pool(environ: MutableMapping[str, str] = os.environ, platform: str = 
     if platform.startswith("linux"):
         environ.setdefault(POOL_VARIABLE, POOL)
     return environ.get(POOL_VARIABLE)
+
+
+def trim_c_heap() -> bool:
+    """Return the free memory of the C library's heaps to the OS (glibc's `malloc_trim(0)`:
+    every arena, free pages inside them too, https://man7.org/linux/man-pages/man3/malloc_trim.3.html).
+    True when memory was released; False when there was none, or the C library has no
+    `malloc_trim` (musl, macOS)."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    return bool(trim(0)) if trim is not None else False
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None)  # the process's own symbols, the C library's among them

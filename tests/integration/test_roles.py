@@ -6,6 +6,7 @@ the reader. Roles are cluster-wide: each test makes uniquely named ones and drop
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -20,7 +21,7 @@ import pytest
 
 from tests.conftest import ADMIN_DSN
 from tests.deploy.tools import ROOT, run
-from tests.helpers import Daemon, TestEnv, admin, wait_until
+from tests.helpers import Daemon, TestEnv, admin, kill_process, spawn_daemon, wait_until
 from tickvault import Vault
 from tickvault.archive import roller
 from tickvault.store import migrate
@@ -207,3 +208,41 @@ async def admin_rows(roles: dict[str, str], sql: str) -> list[Any]:
         return [r[0] for r in await conn.fetch(sql)]
     finally:
         await conn.close()
+
+
+async def test_the_daemon_given_the_readers_dsn_exits_with_one_line_and_loses_nothing(
+    env: TestEnv, roles: dict[str, str], tmp_path: Path
+) -> None:
+    """A write refused for a missing privilege (SQLSTATE 42501) is not retried as if PostgreSQL
+    were away: the daemon stops, non-zero, naming the cause, with the message unacknowledged;
+    the writer's daemon then stores it once."""
+    await migrated(roles)
+    open_ms = (int(dt.datetime.now(dt.UTC).timestamp() * 1000) // 3_600_000) * 3_600_000
+    postgres = {"dsn": dsn(roles["reader"], roles["database"]), "schema": "tickvault", "timescale": "off",
+                "migrate_on_start": False, "partitions_ahead": 1}  # fmt: skip
+    await env.publish("kline", [kline(open_ms, "101.5")])
+    reader_log = tmp_path / "reader.log"
+    proc = spawn_daemon(env, reader_log, postgres=postgres)
+    try:
+        code = await asyncio.to_thread(proc.wait, 60)
+    finally:
+        kill_process(proc)
+    assert code != 0
+    errors = [line for line in reader_log.read_text().splitlines() if "ERROR" in line or "error:" in line]
+    assert any("permission denied" in line and "SQLSTATE 42501" in line for line in errors), errors
+    assert "retrying" not in reader_log.read_text()  # not taken for an outage
+
+    daemon = Daemon(env)
+    try:
+        await daemon.start(
+            env.settings(postgres={**postgres, "dsn": dsn(roles["writer"], roles["database"])})
+        )
+
+        async def stored() -> bool:
+            return await admin_count(roles, "SELECT count(*) FROM tickvault.klines") == 1
+
+        await wait_until(stored, 60, what="the kline the reader's daemon left unacknowledged")
+        await daemon.drain()
+    finally:
+        assert await daemon.stop_all() == [0]
+    assert await admin_count(roles, "SELECT count(*) FROM tickvault.klines") == 1

@@ -69,3 +69,19 @@ def test_the_release_after_a_round_collects_cyclic_garbage() -> None:
     del node
     assert roller.release_memory() >= 1
     assert gone() is None
+
+
+def rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def test_the_c_heaps_free_memory_goes_back_to_the_os() -> None:
+    # blocks over 512 bytes come from malloc; freed below a live one, glibc keeps their pages
+    blocks = [bytes(64 * 1024) for _ in range(800)]  # 50 MiB
+    pinned = bytes(64 * 1024)  # above them in the heap: free() alone cannot shrink it
+    del blocks
+    kept = rss_mib()
+    assert allocator.trim_c_heap() is True
+    assert rss_mib() < kept - 25  # of the 50 MiB freed (some filled older holes)
+    del pinned

@@ -12,7 +12,7 @@ import datetime as dt
 import io
 import queue
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -42,6 +42,7 @@ _KIND_OF_TABLE: Final = {
     "klines": "kline", "fills": "fill", "balances": "balance", "signals": "signal", "trades": "trade",
 }  # fmt: skip
 _IDENTIFIER_RE: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+COPY_ROWS: Final = 8192  # rows per chunk of CSV when cold rows are loaded back (about 1.5 MiB of klines)
 
 
 class PartitionChanged(TickvaultError):
@@ -264,11 +265,16 @@ def _parse(data: bytes | io.RawIOBase, cols: Sequence[Column]) -> pa.Table:
 
 
 async def _copy(conn: asyncpg.Connection, table: str, data: pa.Table, names: Sequence[str]) -> None:
-    """COPY the columns `names` of `data` into `table` as CSV that Arrow writes (in a worker
-    thread): no Python object per value, so a merge holds the rows' text, never millions of
-    objects at once; decimals lose the cold scale's padding (`pgcsv.canonical_text`)."""
-    text = await asyncio.to_thread(pgcsv.write, data.select(list(names)))
-    await conn.copy_to_table(table, source=io.BytesIO(text), columns=list(names), format="csv")
+    """COPY the columns `names` of `data` into `table` as CSV that Arrow writes, COPY_ROWS rows
+    at a time (each in a worker thread): no Python object per value and one chunk of text at a
+    time, however many rows a merge brings back; decimals lose the cold scale's padding
+    (`pgcsv.canonical_text`)."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for batch in data.select(list(names)).to_batches(max_chunksize=COPY_ROWS):
+            yield await asyncio.to_thread(pgcsv.write, pa.Table.from_batches([batch]))
+
+    await conn.copy_to_table(table, source=chunks(), columns=list(names), format="csv")
 
 
 async def reload(conn: asyncpg.Connection, schema: str, table: TimeTable, cold: pa.Table) -> None:

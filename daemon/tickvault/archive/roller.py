@@ -38,7 +38,7 @@ import asyncpg
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 
-from tickvault import metrics
+from tickvault import allocator, metrics
 from tickvault.archive import chunks, steps, sweep, table
 from tickvault.archive.hot import NativePartitions, Partition, PartitionChanged, Partitions
 from tickvault.archive.steps import Outcome
@@ -258,9 +258,11 @@ def release_memory() -> int:
     daemon's thresholds, `app.tune_gc`, make full collections hours apart, and a round's
     pyiceberg objects hold Arrow buffers), then the memory the round's Arrow work freed goes
     back to the OS (`release_unused` of pyarrow's default pool: with jemalloc,
-    `tickvault.allocator`, a purge of every arena). The number of objects collected."""
+    `tickvault.allocator`, a purge of every arena), and so does the C library's heap's free
+    memory (`allocator.trim_c_heap`). The number of objects collected."""
     collected = gc.collect()
     pa.default_memory_pool().release_unused()
+    allocator.trim_c_heap()
     return collected
 
 

@@ -23,6 +23,9 @@ T = TypeVar("T")
 ROW_CLASSES: Final = frozenset({"22", "23", "54"})
 # SQLSTATE classes that no retry cures: authorization failure, database does not exist.
 REFUSED_CLASSES: Final = frozenset({"28", "3D"})
+# insufficient_privilege: the role of postgres.dsn lacks a right (the reader's DSN given to the
+# daemon, say); no retry cures it, and retrying would hide it
+DENIED: Final = "42501"
 # SQLSTATEs (or their class) → the cause of a retry (tickvault_store_retries_total)
 SQLSTATE_CAUSES: Final = {
     "40001": "serialization", "40P01": "deadlock", "57014": "timeout", "08": "connection",
@@ -76,13 +79,20 @@ def endpoint(dsn: str) -> str:
 
 
 def translate(exc: BaseException, at: str = "") -> StoreError:
-    """Map an asyncpg/OS error to RowRejected (the rows are at fault) or StoreUnavailable.
-    `at` (from `endpoint`) names the server in connection errors."""
+    """Map an asyncpg/OS error to RowRejected (the rows are at fault), StoreUnavailable (a
+    retry may cure it) or StoreError (none will: the connection refused, a privilege missing,
+    a bad option). `at` (from `endpoint`) names the server in connection errors."""
     where = f" at {at}" if at else ""
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = exc.sqlstate or ""
         if sqlstate[:2] in REFUSED_CLASSES:
             return StoreError(f"postgres{where} refused the connection: {exc} (SQLSTATE {sqlstate})")
+        if sqlstate == DENIED:
+            return StoreError(
+                f"postgres{where} refused: {' '.join(str(exc).split())} (SQLSTATE {sqlstate}); "
+                "the role of postgres.dsn lacks a right tickvault needs (README Security, "
+                "deploy/postgres/roles.sql)"
+            )
         if sqlstate[:2] in ROW_CLASSES:
             detail = " ".join(str(exc).split())  # one line: the server's DETAIL comes on its own line
             return RowRejected(f"database rejected the row: {detail} (SQLSTATE {sqlstate})")
