@@ -213,9 +213,10 @@ async def admin_rows(roles: dict[str, str], sql: str) -> list[Any]:
 async def test_the_daemon_given_the_readers_dsn_exits_with_one_line_and_loses_nothing(
     env: TestEnv, roles: dict[str, str], tmp_path: Path
 ) -> None:
-    """A write refused for a missing privilege (SQLSTATE 42501) is not retried as if PostgreSQL
-    were away: the daemon stops, non-zero, naming the cause, with the message unacknowledged;
-    the writer's daemon then stores it once."""
+    """A statement refused for a missing privilege (SQLSTATE 42501; the reader meets it at the
+    daemon's first partition, before any write) is not retried as if PostgreSQL were away:
+    the daemon stops, exit code 1, one line naming the cause, the message unacknowledged; the
+    writer's daemon then stores it once."""
     await migrated(roles)
     open_ms = (int(dt.datetime.now(dt.UTC).timestamp() * 1000) // 3_600_000) * 3_600_000
     postgres = {"dsn": dsn(roles["reader"], roles["database"]), "schema": "tickvault", "timescale": "off",
@@ -227,7 +228,7 @@ async def test_the_daemon_given_the_readers_dsn_exits_with_one_line_and_loses_no
         code = await asyncio.to_thread(proc.wait, 60)
     finally:
         kill_process(proc)
-    assert code != 0
+    assert code == 1
     errors = [line for line in reader_log.read_text().splitlines() if "ERROR" in line or "error:" in line]
     assert any("permission denied" in line and "SQLSTATE 42501" in line for line in errors), errors
     assert "retrying" not in reader_log.read_text()  # not taken for an outage
