@@ -23,20 +23,18 @@ from tickvault.timestamps import MIN_EPOCH_MS
 def test_commit_position_stops_at_the_first_unacknowledged_offset() -> None:
     offsets = _Offsets()
     assert offsets.position() is None  # nothing read: nothing to commit
-    for o in (10, 11, 12, 13):
-        offsets.read(o)
+    offsets.read_all([10, 11, 12, 13])
     assert offsets.position() == 10
-    offsets.ack(11)
-    offsets.ack(13)
+    offsets.ack_all([11, 13])
     assert offsets.position() == 10  # 10 is still in flight: never commit past it
-    offsets.ack(10)
+    offsets.ack_all([10])
     assert offsets.position() == 12
-    offsets.ack(12)
+    offsets.ack_all([12])
     assert offsets.position() == 14  # all done: one past the last read
-    offsets.ack(99)  # an offset never read here (read before a rebalance) changes nothing
-    offsets.read(20)  # a gap (compaction, transaction markers) is fine
+    offsets.ack_all([99])  # an offset never read here (read before a rebalance) changes nothing
+    offsets.read_all([20])  # a gap (compaction, transaction markers) is fine
     assert offsets.position() == 20
-    offsets.ack(20)
+    offsets.ack_all([20])
     assert offsets.position() == 21
 
 

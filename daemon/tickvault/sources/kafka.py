@@ -89,21 +89,14 @@ class _Offsets:
         self.last_read: int | None = None
         self.committed = -1
 
-    def read(self, offset: int) -> None:
-        self.order.append(offset)
-        self.in_flight.add(offset)
-        self.last_read = offset
-
     def read_all(self, offsets: list[int]) -> None:
-        """`read` for each of `offsets` (not empty), in order."""
+        """`offsets` (not empty) handed out, in read order."""
         self.order.extend(offsets)
         self.in_flight.update(offsets)
         self.last_read = offsets[-1]
 
-    def ack(self, offset: int) -> None:
-        self.in_flight.discard(offset)
-
     def ack_all(self, offsets: Iterable[int]) -> None:
+        """`offsets` acknowledged; one never read here (read before a rebalance) changes nothing."""
         self.in_flight.difference_update(offsets)
 
     def position(self) -> int | None:
