@@ -267,10 +267,10 @@ class Pipeline:
             n = 0
             for message in run:
                 n += 1
-                payload = message.payload
+                payload = message.payload or b""
                 try:
-                    if codec is not None and message.error is None and len(payload or b"") <= limit:
-                        item = codec(payload or b"", kind)
+                    if codec is not None and message.error is None and len(payload) <= limit:
+                        item = codec(payload, kind)
                     else:
                         raise self._refusal(message, route)
                 except RecordError as exc:
@@ -278,7 +278,7 @@ class Pipeline:
                     letters.append(
                         DeadLetter(
                             message.source, message.topic, message.entry_id, kind,
-                            exc.category, exc.reason, payload or b"",
+                            exc.category, exc.reason, payload,
                         )
                     )  # fmt: skip
                     letter_messages.append(message)
