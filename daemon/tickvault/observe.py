@@ -117,7 +117,7 @@ async def probe_dependencies(
     try:
         while True:
             results = await asyncio.gather(
-                *(asyncio.wait_for(probe(), timeout_s) for probe in probes.values()), return_exceptions=True
+                *(_within(probe, timeout_s) for probe in probes.values()), return_exceptions=True
             )
             for name, result in zip(probes, results, strict=True):
                 ok = not isinstance(result, BaseException)
@@ -134,6 +134,14 @@ async def probe_dependencies(
     finally:
         for name in up:
             metrics.DEPENDENCY_UP.remove(name)
+
+
+async def _within(probe: Probe, timeout_s: float) -> Any:
+    """Await `probe()` for at most `timeout_s` (TimeoutError after). The probe's coroutine is
+    made here, inside the task gather runs, not by the caller: a stop that cancels the round
+    before its tasks start then leaves no coroutine made and never awaited."""
+    async with asyncio.timeout(timeout_s):
+        return await probe()
 
 
 def watch_pool(size: Callable[[], int], idle: Callable[[], int]) -> None:
