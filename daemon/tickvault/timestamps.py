@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -32,6 +32,8 @@ _YEAR_AFTER_9999: Final = re.compile(r"\+?0*[1-9][0-9]{4,}-[0-9]{2}-[0-9]{2}")
 _SECONDS_FRACTION: Final = re.compile(
     r"(?:(?<=[0-9]{2}:[0-9]{2}:[0-9]{2})|(?<=[Tt ][0-9]{6}))[.,]([0-9]+)(?=[Zz+-]|$)"
 )
+_MICROSECOND: Final = Decimal("0.000001")
+_HALF_EVEN: Final = Context(prec=9, rounding=ROUND_HALF_EVEN)  # whatever the caller's context
 _FRACTIONAL_OFFSET: Final = re.compile(r"[+-][0-9]{2}:?[0-9]{2}:?[0-9]{2}[.,][0-9]+$")
 
 
@@ -72,8 +74,7 @@ def _iso(text: str) -> dt.datetime:
         if len(fine[1]) <= 6:
             fine = None
     if fine is not None:
-        digits = fine[1]
-        micros = int(digits[:6]) + _rounds_up(digits[:6], digits[6:])
+        micros = int(Decimal(f"0.{fine[1]}").quantize(_MICROSECOND, context=_HALF_EVEN).scaleb(6, _HALF_EVEN))
         text = text[: fine.start()] + text[fine.end() :]  # the whole seconds, and what follows
     try:
         parsed = dt.datetime.fromisoformat(text)
@@ -86,12 +87,6 @@ def _iso(text: str) -> dt.datetime:
         return parsed + dt.timedelta(microseconds=micros) if micros else parsed
     except OverflowError:  # 9999-12-31T23:59:59.9999995Z rounds past the end of datetime
         raise ValueError(f"outside {TIME_RANGE}") from None
-
-
-def _rounds_up(kept: str, rest: str) -> bool:
-    """Whether digits `kept` followed by `rest` round half-even up at the end of `kept`."""
-    first, after = rest[0], rest[1:].strip("0")
-    return first > "5" or (first == "5" and (bool(after) or int(kept[-1]) % 2 == 1))
 
 
 def _epoch_ms(value: int, min_epoch_ms: int) -> int:
