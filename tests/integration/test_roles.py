@@ -7,6 +7,7 @@ the reader. Roles are cluster-wide: each test makes uniquely named ones and drop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -39,6 +40,13 @@ def dsn(role: str, database: str) -> str:
 @pytest.fixture
 async def roles() -> AsyncIterator[dict[str, str]]:
     """A database set up by roles.sql: its name, the writer's and the reader's; all dropped."""
+    async with roles_database() as names:
+        yield names
+
+
+@contextlib.asynccontextmanager
+async def roles_database() -> AsyncIterator[dict[str, str]]:
+    """The `roles` fixture's work, for fixtures that build on it."""
     tag = uuid.uuid4().hex[:8]
     out = {"database": f"tv_roles_{tag}", "writer": f"tv_writer_{tag}", "reader": f"tv_reader_{tag}"}
     await admin(ADMIN_DSN, f'CREATE DATABASE "{out["database"]}"')
