@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import wait_until
 from tickvault import metrics, observe
 
 
@@ -61,11 +62,10 @@ async def test_a_probe_that_hangs_counts_as_down_and_is_cancelled(monkeypatch: p
         observe.probe_dependencies({"kafka": hang, "redis": answer}, 0.01, lambda *c: changes.append(c))
     )
 
-    async def first_verdicts() -> None:
-        while gauge("kafka") is None:
-            await asyncio.sleep(0.01)
+    async def first_verdicts() -> bool:
+        return gauge("kafka") is not None
 
-    await asyncio.wait_for(first_verdicts(), 5)
+    await wait_until(first_verdicts, 5, 0.01, what="the first verdicts")
     assert cancelled.is_set()
     assert (gauge("kafka"), gauge("redis")) == (0, 1)
     assert changes[0] == ("kafka", False) and ("redis", False) not in changes
