@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import random
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -146,18 +147,24 @@ async def test_compression_policy_compresses_old_chunks_that_then_roll(env: Test
 
 
 async def pause_jobs(env: TestEnv) -> None:
-    """Unschedule the schema's policies (tests run their work with run_job instead) and wait
-    for a run the scheduler started at their creation to end."""
-    await env.fetch(
+    """Unschedule the test schema's policies, as the test's admin (see pause_schema_jobs)."""
+    await pause_schema_jobs(env.fetch, env.schema)
+
+
+async def pause_schema_jobs(fetch: Callable[..., Awaitable[Any]], schema: str) -> None:
+    """Unschedule `schema`'s policies (tests run their work with run_job instead) and wait for
+    a run the scheduler started at their creation to end; as the role `fetch` (a connection's
+    or TestEnv's) signs in as."""
+    await fetch(
         "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
         "WHERE hypertable_schema = $1",
-        env.schema,
+        schema,
     )
     for _ in range(300):
-        running = await env.fetch(
+        running = await fetch(
             "SELECT 1 FROM timescaledb_information.job_stats WHERE hypertable_schema = $1 "
             "AND job_status = 'Running'",
-            env.schema,
+            schema,
         )
         if not running:
             return

@@ -6,7 +6,6 @@ and changes none of them; the writer cannot touch another role's hypertable or i
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -18,7 +17,7 @@ import pytest
 
 from tests.helpers import TestEnv, admin
 from tests.integration.test_archive import write
-from tests.integration.test_archive_timescale import candles
+from tests.integration.test_archive_timescale import candles, pause_schema_jobs
 from tests.integration.test_partitions import require_timescale
 from tests.integration.test_roles import admin_count, admin_rows, denied, dsn, roles_database
 from tickvault import Vault
@@ -41,24 +40,6 @@ async def roles() -> AsyncIterator[dict[str, str]]:
 
 async def connect(role: str, roles: dict[str, str]) -> asyncpg.Connection:
     return await asyncpg.connect(dsn(roles[role], roles["database"]))
-
-
-async def pause_jobs(conn: asyncpg.Connection) -> list[int]:
-    """As `conn`'s role, unschedule the schema's jobs (the test runs them with run_job) and wait
-    for a run the scheduler started at their creation to end; their ids."""
-    ids = [r[0] for r in await conn.fetch(
-        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_schema = 'tickvault'"
-    )]  # fmt: skip
-    for job_id in ids:
-        await conn.execute("SELECT alter_job($1, scheduled => false)", job_id)
-    for _ in range(300):
-        if not await conn.fetchval(
-            "SELECT count(*) FROM timescaledb_information.job_stats "
-            "WHERE hypertable_schema = 'tickvault' AND job_status = 'Running'"
-        ):
-            return ids
-        await asyncio.sleep(0.1)
-    raise AssertionError("a policy job kept running for 30 s")
 
 
 async def test_the_writer_runs_hypertables_compression_aggregates_and_rolls_and_the_reader_only_reads(
@@ -87,7 +68,7 @@ async def test_the_writer_runs_hypertables_compression_aggregates_and_rolls_and_
     sent = candles(today - dt.timedelta(days=6), 5 * 1440, ("BTC-USDT",))
     writer = await connect("writer", roles)
     try:
-        await pause_jobs(writer)
+        await pause_schema_jobs(writer.fetch, "tickvault")  # as the writer, the jobs' owner
         async with Store(settings.postgres, writer=True) as store:
             await write(store, "kline", sent)
         for (job_id,) in await writer.fetch(
